@@ -1,0 +1,62 @@
+"""The three kinds of failure the pipeline knows, and how each is treated.
+
+- ``ConfigError``: bad input (a manifest, a block, a parameter). Raised before anything live
+  changes; the message names where, what and how to fix it. Never retried.
+- ``InfrastructureError``: a fault of the machinery (network, registry, a process or container
+  that did not start, a socket that did not answer). Stage tasks retry these with backoff.
+- ``VerdictError``: the pipeline judged the release (a failing test, a failed verification, a
+  rejected approval). A verdict is never retried away.
+
+Tasks decide whether to retry with :func:`is_retryable`, so the rule lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DeliveryError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(DeliveryError):
+    """Bad input, reported as: where, what is wrong, and how to fix it."""
+
+    def __init__(self, where: str, problem: str, fix: str | None = None):
+        self.where = where
+        self.problem = problem
+        self.fix = fix
+        text = f"{where}: {problem}"
+        if fix:
+            text += f" Fix: {fix}"
+        super().__init__(text)
+
+
+class InfrastructureError(DeliveryError):
+    """A transient fault of the machinery; worth a retry."""
+
+
+class VerdictError(DeliveryError):
+    """The release was judged and failed a gate; never retried."""
+
+
+class GateFailed(VerdictError):
+    """A named gate (tests, verification, approval, analysis) said no."""
+
+    def __init__(self, gate: str, reason: str, details: dict[str, Any] | None = None):
+        self.gate = gate
+        self.reason = reason
+        self.details = details or {}
+        super().__init__(f"{gate} failed: {reason}")
+
+
+def is_retryable(exc: BaseException | None) -> bool:
+    """Only infrastructure faults (and plain OS/network errors) deserve a retry."""
+    if exc is None:
+        return False
+    if isinstance(exc, (ConfigError, VerdictError)):
+        return False
+    if isinstance(exc, InfrastructureError):
+        return True
+    # Connection resets, timeouts and refused sockets surface as OSError subclasses.
+    return isinstance(exc, (ConnectionError, TimeoutError))

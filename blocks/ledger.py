@@ -1,0 +1,90 @@
+"""Ledger: the history of an environment (which release was deployed, verified, rolled back).
+
+What is live is always read from the router and target; the ledger answers what they cannot:
+which release was verified before, when, and by which run. Each line is one JSON event, written
+with O_APPEND so concurrent writers never interleave within a line.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from blocks.release import Release
+
+EVENTS = ("deployed", "verified", "rolled-back", "retired", "failed", "approved", "rejected")
+
+
+class LedgerEntry(BaseModel):
+    at: datetime
+    environment: str
+    event: str
+    release: Release
+    run_id: str | None = None
+    details: dict[str, Any] = {}
+
+
+class Ledger:
+    def __init__(self, state_dir: str, environment: str):
+        self.environment = environment
+        self.path = Path(state_dir) / "ledger" / f"{environment}.jsonl"
+
+    def append(
+        self, event: str, release: Release, run_id: str | None = None, **details: Any
+    ) -> LedgerEntry:
+        if event not in EVENTS:
+            raise ValueError(f"unknown ledger event {event!r}")
+        entry = LedgerEntry(
+            at=datetime.now(UTC),
+            environment=self.environment,
+            event=event,
+            release=release,
+            run_id=run_id,
+            details=details,
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = (entry.model_dump_json() + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return entry
+
+    def entries(self) -> list[LedgerEntry]:
+        if not self.path.exists():
+            return []
+        result = []
+        for line in self.path.read_text().splitlines():
+            if line.strip():
+                try:
+                    result.append(LedgerEntry.model_validate_json(line))
+                except ValueError:
+                    continue  # a torn last line after a crash
+        return result
+
+    def verified_releases(self) -> list[Release]:
+        """Releases verified here, newest first, minus those rolled back after verification."""
+        state: dict[str, tuple[int, str, Release]] = {}
+        for index, entry in enumerate(self.entries()):
+            if entry.event in ("verified", "rolled-back", "failed"):
+                state[entry.release.digest] = (index, entry.event, entry.release)
+        good = [item for item in state.values() if item[1] == "verified"]
+        return [release for _, _, release in sorted(good, key=lambda i: i[0], reverse=True)]
+
+    def previous_verified(self, current_digest: str | None) -> Release | None:
+        for release in self.verified_releases():
+            if release.digest != current_digest:
+                return release
+        return None
+
+    def last(self, event: str, digest: str | None = None) -> LedgerEntry | None:
+        for entry in reversed(self.entries()):
+            if entry.event == event and (digest is None or entry.release.digest == digest):
+                return entry
+        return None

@@ -1,0 +1,104 @@
+"""The domain's nouns: an artifact built once per commit, the release it makes, an instance of it.
+
+These are plain pydantic models (no Prefect) so every layer can pass them around and tests can
+build them by hand. A release is identified by its artifact digest: two releases with the same
+digest are the same release, wherever they run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class SmokeCheck(BaseModel):
+    """A critical endpoint: the path, the status it must answer and the JSON keys it must carry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    status: int = Field(default=200, ge=100, le=599)
+    json_keys: list[str] = Field(default_factory=list)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path starting with '/'")
+        return value
+
+
+class RunSpec(BaseModel):
+    """How an instance of the release is started and checked (from the service manifest)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command: list[str] = Field(
+        description="argv; '{host}' and '{port}' are filled in, a leading 'python' means "
+        "the target's interpreter"
+    )
+    health_path: str = "/healthz"
+    version_path: str = "/version"
+    startup_timeout_s: float = 20.0
+    container_port: int = 8000
+    smoke: list[SmokeCheck] = Field(default_factory=list)
+
+
+class Artifact(BaseModel):
+    """One immutable build output: a wheel pinned by sha256 or an image pinned by digest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["wheel", "image"]
+    digest: str = Field(description="'sha256:<hex>' of the wheel file or the image manifest")
+    uri: str = Field(description="path of the wheel in the artifact store, or 'repo@sha256:...'")
+    filename: str | None = None
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest.split(":", 1)[-1][:12]
+
+
+class Release(BaseModel):
+    """A service at one commit, built once, with what it takes to run it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    version: str
+    commit: str = Field(min_length=40, max_length=40)
+    artifact: Artifact
+    run: RunSpec
+
+    @property
+    def digest(self) -> str:
+        return self.artifact.digest
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} {self.version} ({self.commit[:10]}, {self.artifact.short_digest})"
+
+
+class Instance(BaseModel):
+    """One running copy of a release in one environment, as the target reports it."""
+
+    id: str
+    environment: str
+    service: str
+    slot: str = Field(description="role of the instance in a rollout: blue, green, canary, r0...")
+    release: Release
+    host: str = "127.0.0.1"
+    port: int
+    started_at: datetime
+    handle: str = Field(description="target-specific handle: a pid, a container id")
+    alive: bool = True
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

@@ -1,0 +1,105 @@
+"""Settings an Environment carries: how to verify a release and how to roll it out.
+
+Plain pydantic models nested inside the Environment block; every rule is checked here, before
+anything live changes, and each error says which field, which value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STRATEGIES = ("blue-green", "canary", "rolling")
+IN_PLACE = ("recreate", "restart", "in-place", "inplace")
+
+
+class VerificationSettings(BaseModel):
+    """Thresholds a release must meet, measured through the environment's frontend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: int = Field(default=200, ge=1, description="Probe requests per verification.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Parallel probe requests.")
+    timeout_s: float = Field(default=5.0, gt=0, description="Per-request timeout.")
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Largest share of failed requests (5xx/errors)."
+    )
+    latency_tolerance: float = Field(
+        default=0.20, ge=0, description="p95 may exceed the baseline's p95 by this share."
+    )
+    latency_slack_ms: float = Field(
+        default=10.0,
+        ge=0,
+        description="Absolute slack added to the baseline p95, so millisecond-scale jitter on "
+        "a loopback service does not fail a good release.",
+    )
+    min_samples: int = Field(
+        default=50, ge=1, description="Fewer requests than this make a verdict Inconclusive."
+    )
+
+
+class StrategySettings(BaseModel):
+    """Which rollout strategy an environment uses, and its knobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["blue-green", "canary", "rolling"] = Field(
+        default="blue-green", description="blue-green, canary or rolling."
+    )
+    instances: int = Field(default=1, ge=1, le=16, description="Instances of a release.")
+    canary_steps: list[int] = Field(
+        default_factory=lambda: [5, 50, 100],
+        description="Traffic percentages of a canary, increasing, ending at 100.",
+    )
+    step_pause_s: float = Field(
+        default=900.0, gt=0, description="Analysis window of each canary step."
+    )
+    analysis_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a running analysis looks at its metrics."
+    )
+    max_extensions: int = Field(
+        default=2, ge=0, description="Times an Inconclusive step is extended before it fails."
+    )
+    keep_previous_s: float = Field(
+        default=3600.0, ge=0, description="How long the previous release stays warm."
+    )
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_strategy(cls, value: object) -> object:
+        if isinstance(value, str) and value.lower() in IN_PLACE:
+            raise ValueError(
+                f"strategy {value!r} restarts the live release in place, which drops requests "
+                "and leaves nothing to roll back to; use one of: " + ", ".join(STRATEGIES)
+            )
+        if isinstance(value, str) and value not in STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; use one of: " + ", ".join(STRATEGIES))
+        return value
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _steps_increase_to_100(cls, steps: list[int]) -> list[int]:
+        if not steps:
+            raise ValueError("canary_steps is empty; give increasing percentages ending at 100")
+        for step in steps:
+            if not 0 < step <= 100:
+                raise ValueError(f"canary step {step} is outside 1..100")
+        for before, after in zip(steps, steps[1:], strict=False):
+            if after <= before:
+                raise ValueError(
+                    f"canary_steps {steps} are not increasing ({before} then {after}); "
+                    "each step must send more traffic than the one before"
+                )
+        if steps[-1] != 100:
+            raise ValueError(f"canary_steps {steps} must end at 100")
+        return steps
+
+    @model_validator(mode="after")
+    def _rolling_needs_instances(self) -> StrategySettings:
+        if self.kind == "rolling" and self.instances < 2:
+            raise ValueError(
+                "a rolling deployment replaces instances one at a time and needs instances >= 2 "
+                f"(got {self.instances}); use blue-green for a single instance"
+            )
+        return self

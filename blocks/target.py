@@ -1,0 +1,32 @@
+"""The Target seam: where instances of a release run.
+
+A target starts an instance of a release, stops it, and lists what runs, reading the truth from
+the platform (processes, containers), not from what a previous run remembers. Implementations:
+``ProcessTarget`` (local processes, the embedded default) and ``DockerTarget`` (containers).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from blocks.release import Instance, Release
+
+
+@runtime_checkable
+class Target(Protocol):
+    def prepare(self, release: Release) -> None:
+        """Make the artifact available locally (unpack the wheel, pull the image)."""
+
+    def start(
+        self, release: Release, environment: str, slot: str, env: dict[str, str] | None = None
+    ) -> Instance:
+        """Start one instance; returns once the platform says it started (not yet healthy)."""
+
+    def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
+        """Stop and remove one instance; a no-op for one that is already gone."""
+
+    def list(self, environment: str) -> list[Instance]:
+        """Every instance of this environment the platform knows, alive or exited."""
+
+    def logs(self, instance: Instance, lines: int = 20) -> str:
+        """The tail of an instance's output, for error messages."""

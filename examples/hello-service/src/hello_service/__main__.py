@@ -1,0 +1,39 @@
+"""Start hello-service: ``python -m hello_service --host 127.0.0.1 --port 8000``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from hello_service.app import create_app
+from hello_service.faults import FaultSpecError, current_fault
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hello_service")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    try:
+        fault = current_fault()
+    except FaultSpecError as exc:
+        print(f"hello-service: {exc}", file=sys.stderr)
+        return 2
+    if fault.crashes:
+        print("hello-service: fault 'crash' set, exiting at start-up", file=sys.stderr)
+        return 3
+    uvicorn.run(
+        create_app(fault=fault),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

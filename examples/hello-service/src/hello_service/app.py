@@ -1,0 +1,79 @@
+"""The ASGI application (Starlette)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tomllib
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from hello_service.faults import Fault, current_fault
+from hello_service.release import ReleaseInfo, load_release
+
+
+def _greeting_word() -> str:
+    try:
+        text = resources.files("hello_service").joinpath("settings.toml").read_text()
+    except FileNotFoundError:
+        return "Hello"
+    return str(tomllib.loads(text).get("greeting", "Hello"))
+
+
+def create_app(
+    fault: Fault | None = None, release: ReleaseInfo | None = None, seed: int | None = None
+) -> Starlette:
+    fault = fault if fault is not None else current_fault()
+    release = release if release is not None else load_release()
+    word = _greeting_word()
+    rng = random.Random(seed)
+    counters = {"requests": 0, "errors": 0}
+
+    async def api_fault() -> JSONResponse | None:
+        counters["requests"] += 1
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.error_share and rng.random() < fault.error_share:
+            counters["errors"] += 1
+            return JSONResponse({"error": "injected fault"}, status_code=500)
+        return None
+
+    async def healthz(request: Request) -> JSONResponse:
+        if fault.unhealthy:
+            return JSONResponse({"status": "unhealthy"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def version(request: Request) -> JSONResponse:
+        return JSONResponse({"version": release.version, "commit": release.commit})
+
+    async def greeting(request: Request) -> JSONResponse:
+        failed = await api_fault()
+        if failed:
+            return failed
+        name = request.query_params.get("name", "world").strip()[:64] or "world"
+        return JSONResponse({"greeting": f"{word}, {name}!", "version": release.version})
+
+    async def stats(request: Request) -> JSONResponse:
+        failed = await api_fault()
+        if failed:
+            return failed
+        return JSONResponse(
+            {
+                "requests": counters["requests"],
+                "errors": counters["errors"],
+                "version": release.version,
+            }
+        )
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/version", version),
+            Route("/api/greeting", greeting),
+            Route("/api/stats", stats),
+        ]
+    )

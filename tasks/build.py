@@ -1,0 +1,203 @@
+"""Build stage: check out the commit, lint it, build one immutable artifact for it.
+
+The wheel's version carries the full commit SHA as a local label (``1.0.0+g<sha>``) and the
+package gets ``_release.json`` (version, commit), so every instance can say what it is. The
+wheel's sha256 is the release's digest; it is built once per commit and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+from prefect import task
+from pydantic import BaseModel
+
+from blocks.artifacts import ArtifactStore
+from blocks.errors import ConfigError, GateFailed, InfrastructureError
+from blocks.release import Release
+from tasks.log import run_logger
+from tasks.manifest import ServiceManifest, load_manifest
+from tasks.retry import INFRA_RETRIES
+from tasks.source import SourceRef, commit_time, export_tree
+
+
+class Checkout(BaseModel):
+    """The service's tree at one commit, exported to a workspace, with its manifest."""
+
+    source: SourceRef
+    path: str
+    manifest: ServiceManifest
+
+
+def workspace(service: str, commit: str) -> Path:
+    return Path(tempfile.gettempdir()) / "prefect-delivery-work" / service / commit
+
+
+@task(name="checkout", **INFRA_RETRIES)
+def checkout(source: SourceRef) -> Checkout:
+    """Export the commit's service folder and read its manifest from that tree."""
+    name = Path(source.subdir or source.repo).name or "service"
+    dest = export_tree(source, workspace(name, source.commit) / "src")
+    manifest = load_manifest(dest)
+    run_logger().info("Checked out %s at %s into %s", manifest.service.name, source.commit, dest)
+    return Checkout(source=source, path=str(dest), manifest=manifest)
+
+
+def _tool(argv: list[str]) -> list[str]:
+    """Resolve the first word on PATH or next to this interpreter (a venv's bin)."""
+    exe = shutil.which(argv[0]) or shutil.which(argv[0], path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise ConfigError(
+            "build.lint",
+            f"the lint command {argv[0]!r} was not found.",
+            "install it, or change [build].lint in delivery.toml.",
+        )
+    return [exe, *argv[1:]]
+
+
+@task(name="lint", **INFRA_RETRIES)
+def lint(co: Checkout) -> str:
+    """Run the manifest's linter on the exported tree; findings stop the pipeline."""
+    argv = _tool(co.manifest.build.lint)
+    proc = subprocess.run(
+        argv,
+        cwd=co.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RUFF_NO_CACHE": "true"},
+    )
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise GateFailed("lint", f"`{' '.join(co.manifest.build.lint)}` found problems:\n{output}")
+    run_logger().info("Lint passed: %s", output.splitlines()[-1] if output else "clean")
+    return output
+
+
+def find_package(tree: Path, declared: str | None) -> Path:
+    if declared:
+        for candidate in (tree / "src" / declared, tree / declared):
+            if (candidate / "__init__.py").exists():
+                return candidate
+        raise ConfigError(
+            "build.package",
+            f"{declared!r} has no __init__.py under src/ or the top level.",
+            "set [build].package to the service's import package.",
+        )
+    found = sorted(p.parent for p in (tree / "src").glob("*/__init__.py"))
+    if len(found) == 1:
+        return found[0]
+    raise ConfigError(
+        "build.package",
+        f"cannot tell the service's package (under src/: {[p.name for p in found] or 'none'}).",
+        "set [build].package in delivery.toml.",
+    )
+
+
+def pin_version(pyproject: Path, commit: str) -> str:
+    """Give the wheel the local version label +g<sha>; returns the base version."""
+    text = pyproject.read_text()
+    data = tomllib.loads(text)
+    version = data.get("project", {}).get("version")
+    if not isinstance(version, str) or "+" in version:
+        raise ConfigError(
+            f"{pyproject.name} [project].version",
+            f"must be a static version without a local label (got {version!r}).",
+            'declare e.g. version = "1.2.0"; the pipeline appends +g<commit>.',
+        )
+    pattern = re.compile(r'^(\s*version\s*=\s*)(["\'])' + re.escape(version) + r"\2", re.M)
+    new, count = pattern.subn(lambda m: f'{m.group(1)}"{version}+g{commit}"', text, count=1)
+    if count != 1:
+        raise ConfigError(f"{pyproject.name}", "could not find the version line to pin.", None)
+    pyproject.write_text(new)
+    return version
+
+
+def build_wheel(co: Checkout, out_dir: Path) -> tuple[Path, str]:
+    """Build the wheel of the exported tree, stamped with its commit. Returns (wheel, version)."""
+    build_dir = out_dir / "tree"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    shutil.copytree(co.path, build_dir)
+    pyproject = build_dir / "pyproject.toml"
+    if not pyproject.exists():
+        raise ConfigError(
+            f"{co.manifest.service.name}",
+            "has no pyproject.toml to build a wheel from.",
+            "add one, or use [build].kind = 'image' with a Dockerfile.",
+        )
+    version = pin_version(pyproject, co.source.commit)
+    package = find_package(build_dir, co.manifest.build.package)
+    (package / "_release.json").write_text(
+        json.dumps(
+            {"service": co.manifest.service.name, "version": version, "commit": co.source.commit}
+        )
+    )
+    wheels = out_dir / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(commit_time(co.source))}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--wheel-dir",
+            str(wheels),
+            str(build_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    built = sorted(wheels.glob("*.whl")) if wheels.exists() else []
+    if proc.returncode != 0 or len(built) != 1:
+        raise GateFailed("build", f"wheel build failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    if co.source.commit not in built[0].name:
+        raise InfrastructureError(f"built {built[0].name}, which does not carry the commit SHA")
+    return built[0], version
+
+
+@task(name="build", **INFRA_RETRIES)
+def build(co: Checkout, store: ArtifactStore) -> Release:
+    """One artifact per commit: reuse it if it was built before, else build and store it."""
+    logger = run_logger()
+    manifest = co.manifest
+    if manifest.build.kind != "wheel":
+        raise ConfigError(
+            "build.kind",
+            f"{manifest.build.kind!r} needs the container build path.",
+            "use a Docker-enabled build (see README, container path).",
+        )
+    artifact = store.find(manifest.service.name, co.source.commit)
+    version = None
+    if artifact is None:
+        with tempfile.TemporaryDirectory(prefix="pd-build-") as tmp:
+            wheel, version = build_wheel(co, Path(tmp))
+            artifact = store.put(manifest.service.name, co.source.commit, wheel)
+        logger.info("Built %s (%s)", artifact.filename, artifact.digest)
+    else:
+        logger.info(
+            "Commit already built once: reusing %s (%s)", artifact.filename, artifact.digest
+        )
+    if version is None:
+        version = (artifact.filename or "").split("-")[1].split("+")[0]
+    return Release(
+        service=manifest.service.name,
+        version=version,
+        commit=co.source.commit,
+        artifact=artifact,
+        run=manifest.run_spec(),
+    )

@@ -1,0 +1,347 @@
+"""Deploy stage tasks: reconcile, launch, move traffic, roll back, retire.
+
+Each task reads the environment's live state itself and does one thing. The deploy flow
+(flows/deploy.py) strings them together following a strategy's plan. Traffic only ever moves by
+router weights; a new release starts beside the live one, never in its place.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import httpx
+from prefect import task
+from pydantic import BaseModel
+
+from blocks.environment import Environment
+from blocks.errors import GateFailed, InfrastructureError
+from blocks.live import LiveState
+from blocks.probe import smoke
+from blocks.release import Instance, Release
+from tasks.log import run_logger
+from tasks.retry import INFRA_RETRIES
+from tasks.strategies import weights_for_share
+
+
+# ---------------------------------------------------------------------------- reconcile
+class ReconcilePlan(BaseModel):
+    """What reconciliation decided (pure): who is stable, which weights to restore, what to stop."""
+
+    stable_digest: str | None
+    already_live: bool
+    weights: dict[str, int]  # address -> weight to apply (empty when nothing to change)
+    stop: list[str]  # instance ids to retire
+    notes: list[str]
+
+
+def decide_reconcile(
+    live: LiveState, new_digest: str, verified: list[str], keep_warm: bool = False
+) -> ReconcilePlan:
+    """Decide from the live state alone how to start a deploy of ``new_digest``.
+
+    ``verified`` lists the digests the ledger says passed verification here, newest first.
+    The stable release is the one (other than the new one) with the most traffic; failing that,
+    the newest verified release still running. Half-deployed instances of the new release are
+    taken out of traffic and retired, so the deploy starts from a clean, verified state.
+    ``keep_warm`` keeps the newest verified release other than the stable one running (the
+    rollback flow needs it; a deploy does not).
+    """
+    notes: list[str] = []
+    shares = live.shares()
+    alive = [li for li in live.instances if li.instance.alive]
+    dead = [li for li in live.instances if not li.instance.alive]
+    stop = [li.instance.id for li in dead]
+    for li in dead:
+        notes.append(f"instance {li.instance.id} is gone (exited); forgetting it")
+
+    new_share = shares.get(new_digest, 0.0)
+    if new_share >= 99.999 and verified and verified[0] == new_digest:
+        stray = [
+            li.instance.id
+            for li in alive
+            if li.instance.release.digest != new_digest and li.weight == 0 and not keep_warm
+        ]
+        return ReconcilePlan(
+            stable_digest=new_digest,
+            already_live=True,
+            weights={},
+            stop=stop,
+            notes=notes
+            + [f"release {new_digest[:19]} is already live and verified here"]
+            + ([f"{len(stray)} idle instance(s) kept warm"] if stray else []),
+        )
+
+    others = {d: s for d, s in shares.items() if d != new_digest}
+    stable: str | None = max(others, key=lambda d: others[d]) if others else None
+    if stable is None:
+        running = {li.instance.release.digest for li in alive}
+        stable = next((d for d in verified if d in running and d != new_digest), None)
+        if stable:
+            notes.append(f"nothing but the new release had traffic; restoring {stable[:19]}")
+    if new_share:
+        notes.append(
+            f"new release already had {new_share:.0f}% of traffic (an interrupted run); "
+            "taking it back before starting over"
+        )
+
+    weights: dict[str, int] = {}
+    if stable is not None:
+        stable_alive = [li for li in alive if li.instance.release.digest == stable]
+        target = weights_for_share(100, len(stable_alive))
+        for li, weight in zip(stable_alive, target, strict=True):
+            if li.slot is not None and li.weight != weight:
+                weights[li.instance.address] = weight
+        for li in alive:
+            if li.instance.release.digest != stable and li.slot is not None and li.weight:
+                weights[li.instance.address] = 0
+    warm = None
+    if keep_warm:
+        warm = next((d for d in verified if d != stable), None)
+    for li in alive:
+        digest = li.instance.release.digest
+        if digest == stable or digest == warm:
+            continue
+        if stable is None and li.weight and digest != new_digest:
+            continue  # never cut the only traffic there is
+        stop.append(li.instance.id)
+        notes.append(f"retiring {li.instance.id} ({li.instance.release.version}), not stable")
+    return ReconcilePlan(
+        stable_digest=stable, already_live=False, weights=weights, stop=stop, notes=notes
+    )
+
+
+class Reconciled(BaseModel):
+    stable: Release | None
+    stable_instances: list[Instance]
+    already_live: bool
+    notes: list[str]
+
+
+def _retire(env: Environment, instances: list[Instance]) -> None:
+    """Drain, detach and stop instances (already out of traffic or about to be)."""
+    for instance in instances:
+        if instance.alive:
+            try:
+                env.router.drain(instance.address, timeout_s=5)
+            except InfrastructureError:
+                pass  # not attached
+        env.router.detach(instance.address)
+        env.target.stop(instance)
+
+
+@task(name="reconcile", **INFRA_RETRIES)
+def reconcile(env: Environment, new: Release, keep_warm: bool = False) -> Reconciled:
+    """Read what is live; put traffic back on the stable release; retire leftovers."""
+    logger = run_logger()
+    env.router.ensure_started(new.run.health_path)
+    live = env.observe()
+    verified = [r.digest for r in env.ledger().verified_releases()]
+    decision = decide_reconcile(live, new.digest, verified, keep_warm=keep_warm)
+    for note in decision.notes:
+        logger.info("Reconcile %s: %s", env.name, note)
+    if decision.weights:
+        env.router.set_weights(decision.weights)
+    by_id = {li.instance.id: li.instance for li in live.instances}
+    _retire(env, [by_id[i] for i in decision.stop if i in by_id])
+    for server in live.unknown_servers:
+        logger.warning(
+            "Reconcile %s: router slot %s belongs to no known instance", env.name, server
+        )
+    stable_instances = [
+        li.instance
+        for li in live.instances
+        if li.instance.alive and li.instance.release.digest == decision.stable_digest
+    ]
+    stable = stable_instances[0].release if stable_instances else None
+    return Reconciled(
+        stable=stable,
+        stable_instances=stable_instances,
+        already_live=decision.already_live,
+        notes=decision.notes,
+    )
+
+
+# ---------------------------------------------------------------------------- launch
+def wait_healthy(env: Environment, instance: Instance, release: Release) -> None:
+    """Poll the instance's health path until 200; a crash or timeout is the release's fault."""
+    deadline = time.monotonic() + release.run.startup_timeout_s
+    last = "no answer"
+    url = instance.url + release.run.health_path
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            current = next((i for i in env.target.list(env.name) if i.id == instance.id), None)
+            if current is None or not current.alive:
+                log = env.target.logs(instance)
+                if "address already in use" in log.lower():
+                    raise InfrastructureError(f"port {instance.port} was taken: {log[-300:]}")
+                raise GateFailed(
+                    "health",
+                    f"instance {instance.id} of {release.label} exited during start-up. "
+                    f"Last output:\n{log}",
+                )
+            try:
+                response = client.get(url)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.05)
+    raise GateFailed(
+        "health",
+        f"instance {instance.id} of {release.label} was not healthy on "
+        f"{release.run.health_path} after {release.run.startup_timeout_s:.0f}s (last: {last}). "
+        f"Last output:\n{env.target.logs(instance)}",
+    )
+
+
+@task(name="launch", task_run_name="launch {slot} x{count}", **INFRA_RETRIES)
+def launch(env: Environment, release: Release, slot: str, count: int) -> list[Instance]:
+    """Start ``count`` instances beside the live ones, health-check and smoke-test each on its
+    own address (the preview), then attach them to the router with weight 0."""
+    logger = run_logger()
+    started: list[Instance] = []
+    try:
+        env.target.prepare(release)
+        for n in range(count):
+            name = slot if count == 1 else f"{slot}{n}"
+            started.append(env.target.start(release, env.name, name))
+        for instance in started:
+            wait_healthy(env, instance, release)
+            problems = smoke(instance.url, release.run.smoke)
+            if problems:
+                raise GateFailed(
+                    "smoke", f"preview {instance.url} of {release.label}: " + "; ".join(problems)
+                )
+            logger.info("Instance %s healthy at %s (preview passed)", instance.id, instance.url)
+        for instance in started:
+            env.router.attach(instance.address)
+        for instance in started:
+            env.router.wait_until_up(instance.address, timeout_s=release.run.startup_timeout_s)
+    except BaseException:
+        _retire(env, started)
+        raise
+    return started
+
+
+# ---------------------------------------------------------------------------- traffic
+class TrafficChange(BaseModel):
+    percent_new: float
+    weights: dict[str, int]
+    took_ms: float
+
+
+def share_weights(
+    new_instances: list[Instance], stable_instances: list[Instance], percent: int
+) -> dict[str, int]:
+    weights = dict(
+        zip(
+            [i.address for i in new_instances],
+            weights_for_share(percent, len(new_instances)),
+            strict=True,
+        )
+    )
+    weights.update(
+        zip(
+            [i.address for i in stable_instances],
+            weights_for_share(100 - percent, len(stable_instances)),
+            strict=True,
+        )
+    )
+    return weights
+
+
+@task(name="shift", task_run_name="shift {percent}%", **INFRA_RETRIES)
+def shift(
+    env: Environment, new_instances: list[Instance], stable_instances: list[Instance], percent: int
+) -> TrafficChange:
+    """Give the new release ``percent`` of the traffic; the rest stays on the stable release."""
+    weights = share_weights(new_instances, stable_instances, percent)
+    took = env.router.set_weights(weights)
+    run_logger().info("%s: %d%% to the new release in %.1fms", env.name, percent, took)
+    return TrafficChange(percent_new=percent, weights=weights, took_ms=took)
+
+
+@task(name="replace", task_run_name="replace {index}", **INFRA_RETRIES)
+def replace(
+    env: Environment,
+    new_instances: list[Instance],
+    stable_instances: list[Instance],
+    index: int,
+) -> TrafficChange:
+    """Rolling: the first index+1 stable instances hand their traffic to the new ones."""
+    each = 200 // max(1, len(stable_instances))
+    weights = {i.address: each for i in new_instances[: index + 1]}
+    for n, instance in enumerate(stable_instances):
+        weights[instance.address] = 0 if n <= index else each
+    took = env.router.set_weights(weights)
+    total = len(stable_instances)
+    percent = 100.0 * min(index + 1, total) / max(1, total)
+    run_logger().info(
+        "%s: instance %d/%d replaced (%.0f%% new) in %.1fms",
+        env.name,
+        index + 1,
+        total,
+        percent,
+        took,
+    )
+    return TrafficChange(percent_new=percent, weights=weights, took_ms=took)
+
+
+@task(name="rollback-traffic", **INFRA_RETRIES)
+def restore(
+    env: Environment, stable_instances: list[Instance], new_instances: list[Instance]
+) -> TrafficChange:
+    """Roll back: all traffic to the stable release's instances in one weight change."""
+    alive = {i.id for i in env.target.list(env.name) if i.alive}
+    stable = [i for i in stable_instances if i.id in alive]
+    if stable_instances and not stable:
+        raise InfrastructureError(
+            f"no instance of the stable release is alive in {env.name}; cannot roll back by "
+            "traffic (run the rollback flow, which restarts it from its artifact)"
+        )
+    attached = set(env.router.weights())
+    weights = {a: w for a, w in share_weights([], stable, 0).items() if a in attached}
+    weights.update({i.address: 0 for i in new_instances if i.address in attached})
+    took = env.router.set_weights(weights) if weights else 0.0
+    run_logger().warning(
+        "%s: rolled back to the stable release (%d instance(s)) in %.1fms",
+        env.name,
+        len(stable),
+        took,
+    )
+    return TrafficChange(percent_new=0, weights=weights, took_ms=took)
+
+
+@task(name="retire", **INFRA_RETRIES)
+def retire(env: Environment, instances: list[Instance]) -> int:
+    """Drain, detach and stop instances that no longer take traffic."""
+    known = {i.id: i for i in env.target.list(env.name)}
+    current = [known[i.id] for i in instances if i.id in known]
+    _retire(env, current)
+    if current:
+        run_logger().info("%s: retired %d instance(s)", env.name, len(current))
+    return len(current)
+
+
+@task(name="retire-previous", **INFRA_RETRIES)
+def retire_previous(env: Environment, previous: list[Instance], cutover_at: datetime | None) -> int:
+    """Retire the previous release once its keep window since the cutover has passed.
+
+    Inside the window it stays warm (weight 0), so a rollback is a weight change; the next
+    deploy of this environment retires it in any case.
+    """
+    if not previous:
+        return 0
+    keep = env.strategy.keep_previous_s
+    elapsed = (datetime.now(UTC) - cutover_at).total_seconds() if cutover_at else keep
+    if elapsed < keep:
+        run_logger().info(
+            "%s: previous release kept warm for %.0fs more (keep_previous_s=%.0f)",
+            env.name,
+            keep - elapsed,
+            keep,
+        )
+        return 0
+    return retire.fn(env, previous)

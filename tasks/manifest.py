@@ -1,0 +1,162 @@
+"""The service manifest (``delivery.toml``): how to build, test, run and smoke-test a service.
+
+Validated with pydantic; any error names the file, the field, the bad value and what is allowed,
+so a user fixes it in one go.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from blocks.errors import ConfigError
+from blocks.release import RunSpec, SmokeCheck
+
+MANIFEST_NAME = "delivery.toml"
+SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+
+class ServiceSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Service name: lowercase letters, digits, dashes.")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SERVICE_NAME_RE.match(value):
+            raise ValueError("must be lowercase letters, digits and dashes, starting with a letter")
+        return value
+
+
+class BuildSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["wheel", "image"] = "wheel"
+    package: str | None = Field(
+        default=None,
+        description="Import package that receives _release.json; found under src/ if unset.",
+    )
+    lint: list[str] = Field(default_factory=lambda: ["ruff", "check", "."])
+    dockerfile: str = "Dockerfile"
+    image_tag: str | None = Field(
+        default=None, description="Never set: images are tagged with the full commit SHA."
+    )
+
+    @field_validator("image_tag")
+    @classmethod
+    def _never_latest(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError(
+                f"images are always tagged with the full commit SHA; a fixed tag ({value!r}) "
+                "such as 'latest' would make releases mutable. Remove image_tag"
+            )
+        return value
+
+
+class TestSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] = Field(default_factory=lambda: ["tests"])
+    timeout_s: float = Field(default=600, gt=0)
+    pytest_args: list[str] = Field(default_factory=list)
+
+
+class RunSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    command: list[str] = Field(min_length=1)
+    health_path: str = "/healthz"
+    version_path: str = "/version"
+    startup_timeout_s: float = Field(default=20, gt=0, le=600)
+    container_port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("health_path", "version_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path starting with '/', e.g. '/healthz'")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _needs_port(cls, value: list[str]) -> list[str]:
+        if not any("{port}" in part for part in value):
+            raise ValueError(
+                "must contain '{port}' so each instance listens on the port it is given"
+            )
+        return value
+
+
+class ServiceManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    service: ServiceSection
+    build: BuildSection = Field(default_factory=BuildSection)
+    test: TestSection = Field(default_factory=TestSection)
+    run: RunSection
+    smoke: list[SmokeCheck] = Field(default_factory=list)
+
+    def run_spec(self) -> RunSpec:
+        return RunSpec(
+            command=list(self.run.command),
+            health_path=self.run.health_path,
+            version_path=self.run.version_path,
+            startup_timeout_s=self.run.startup_timeout_s,
+            container_port=self.run.container_port,
+            smoke=list(self.smoke),
+        )
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def describe_validation_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = _field(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            lines.append(f"{source}: {field} is missing; it is required.")
+        elif error["type"] == "extra_forbidden":
+            lines.append(f"{source}: {field} is not a known setting; remove it or check spelling.")
+        else:
+            value = error.get("input")
+            lines.append(f"{source}: {field} = {value!r}: {message}.")
+    return "\n".join(lines)
+
+
+def parse_manifest(text: str, source: str = MANIFEST_NAME) -> ServiceManifest:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, f"is not valid TOML ({exc}).", "fix the syntax.") from None
+    try:
+        return ServiceManifest.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            source,
+            "invalid manifest:\n" + describe_validation_error(source, exc),
+            "see examples/hello-service/delivery.toml for a complete example.",
+        ) from None
+
+
+def load_manifest(service_dir: Path) -> ServiceManifest:
+    path = Path(service_dir) / MANIFEST_NAME
+    if not Path(service_dir).is_dir():
+        raise ConfigError(
+            str(service_dir), "is not a folder.", "pass the folder that holds delivery.toml."
+        )
+    if not path.exists():
+        raise ConfigError(
+            str(path),
+            "not found: every service needs a delivery.toml manifest.",
+            "create one; see examples/hello-service/delivery.toml.",
+        )
+    return parse_manifest(path.read_text(), str(path))

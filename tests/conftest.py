@@ -1,0 +1,51 @@
+"""Test-wide settings: a private Prefect home, analytics off, loopback only.
+
+The Prefect server is shared by the whole session and started on first use (see
+``prefect_server`` in support.py); unit tests never start it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_SESSION_DIR = tempfile.mkdtemp(prefix="pd-tests-")
+os.environ["PREFECT_HOME"] = os.path.join(_SESSION_DIR, "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_LOGGING_LEVEL"] = os.environ.get("PREFECT_LOGGING_LEVEL", "INFO")
+os.environ.setdefault("DELIVERY_STATE_DIR", os.path.join(_SESSION_DIR, "state"))
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("PREFECT_API_KEY", None)
+
+import pytest  # noqa: E402
+
+from support import PrefectServer, session_dir  # noqa: E402
+
+session_dir.path = _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> PrefectServer:
+    """One real `prefect server start` for the whole session, on a free loopback port."""
+    server = PrefectServer(home=os.environ["PREFECT_HOME"])
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        yield server
+    finally:
+        _drain_prefect_workers()
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def _drain_prefect_workers() -> None:
+    """Send buffered logs and events before the server goes, so nothing retries at exit."""
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    except Exception:  # noqa: BLE001 - best effort at teardown
+        pass

@@ -1,0 +1,75 @@
+"""Fixtures for pipeline tests: real HAProxy, real processes, a real Prefect server."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support import free_port, short_tmpdir
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _api(prefect_server):
+    if not shutil.which("haproxy"):
+        pytest.fail("haproxy is not installed; `.ci/run` and `make test` install it")
+    yield
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    path = short_tmpdir("pd-state-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def artifact_store(state_dir):
+    from blocks.artifacts import ArtifactStore
+
+    store = ArtifactStore(root=str(state_dir / "artifacts"))
+    store.save("test-artifacts", overwrite=True)
+    return "test-artifacts"
+
+
+@pytest.fixture
+def make_env(state_dir):
+    """Create and save an Environment block with a unique name on a free port."""
+    from blocks.settings import StrategySettings, VerificationSettings
+    from flows.setup import environment
+
+    created = []
+
+    def make(role: str = "stg", *, kind: str = "blue-green", instances: int = 1,
+             bake_s: float = 0.0, requires_approval: bool = False, **strategy):
+        name = f"{role}-{next(_counter)}"
+        settings = StrategySettings(kind=kind, instances=instances, keep_previous_s=0,
+                                    step_pause_s=strategy.pop("step_pause_s", 2),
+                                    analysis_interval_s=strategy.pop("analysis_interval_s", 0.5),
+                                    **strategy)
+        env = environment(name, free_port(), str(state_dir), settings, bake_s, requires_approval,
+                          VerificationSettings(requests=100, min_samples=50))
+        env.save(name, overwrite=True)
+        created.append(env)
+        return env
+
+    yield make
+    for env in created:
+        for instance in env.target.list(env.name):
+            env.target.stop(instance, timeout_s=5)
+        env.router.stop()
+
+
+@pytest.fixture
+def hello_repo():
+    """A git repository holding a copy of hello-service; commit releases into it."""
+    from flows.demo import prepare_repo
+
+    root = short_tmpdir("pd-repo-")
+    repo = prepare_repo(root)
+    yield repo
+    shutil.rmtree(root, ignore_errors=True)

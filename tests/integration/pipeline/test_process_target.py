@@ -1,0 +1,72 @@
+"""ProcessTarget with real hello-service wheels built by the build stage."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blocks.process_target import ArtifactIntegrityError, ProcessTarget
+from blocks.release import Artifact
+from pipeline_support import commit_release
+from support import short_tmpdir
+
+
+@pytest.fixture(scope="module")
+def built_release(tmp_path_factory):
+    from flows.demo import prepare_repo
+    from tasks.build import build, checkout
+    from tasks.source import resolve_source
+    from blocks.artifacts import ArtifactStore
+
+    repo = prepare_repo(short_tmpdir())
+    sha = commit_release(repo, "3.0.0")
+    store = ArtifactStore(root=str(tmp_path_factory.mktemp("store")))
+    co = checkout.fn(resolve_source(repo.path, sha))
+    return build.fn(co, store)
+
+
+def test_start_list_stop(built_release):
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    instance = target.start(built_release, "t1", "blue")
+    try:
+        for _ in range(200):
+            try:
+                body = httpx.get(instance.url + "/version", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        assert body == {"version": "3.0.0", "commit": built_release.commit}
+        listed = target.list("t1")
+        assert [i.id for i in listed] == [instance.id] and listed[0].alive
+        assert listed[0].release.digest == built_release.digest
+    finally:
+        target.stop(instance)
+    assert target.list("t1") == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(instance.url + "/healthz", timeout=1)
+
+
+def test_a_crashed_instance_is_listed_as_not_alive(built_release):
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    instance = target.start(built_release, "t2", "blue", env={"HELLO_FAULT": "crash"})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and target.list("t2")[0].alive:
+        time.sleep(0.05)
+    assert target.list("t2")[0].alive is False
+    assert "crash" in target.logs(instance)
+    target.stop(instance)
+
+
+def test_wrong_digest_is_refused(built_release, tmp_path):
+    wheel = Path(built_release.artifact.uri)
+    tampered = tmp_path / wheel.name
+    tampered.write_bytes(wheel.read_bytes() + b"x")
+    bad = built_release.model_copy(
+        update={"artifact": Artifact(kind="wheel", digest=built_release.digest, uri=str(tampered))}
+    )
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    with pytest.raises(ArtifactIntegrityError, match="refusing to run a different artifact"):
+        target.prepare(bad)

@@ -1,0 +1,52 @@
+"""Helpers for tests that run the delivery pipeline for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+
+def commit_release(
+    repo, version: str, fault: str = "none", extra: dict | None = None,
+    startup_timeout_s: float | None = None,
+) -> str:
+    """Commit a release of hello-service: its version, a baked fault, extra files."""
+    import re
+
+    from flows.demo import set_fault, set_version
+
+    set_version(repo, version)
+    set_fault(repo, fault)
+    if startup_timeout_s is not None:
+        manifest = Path(repo.path) / "delivery.toml"
+        manifest.write_text(re.sub(r"^startup_timeout_s = .*$",
+                                   f"startup_timeout_s = {startup_timeout_s}",
+                                   manifest.read_text(), flags=re.M))
+    for relpath, text in (extra or {}).items():
+        path = Path(repo.path) / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return repo.commit_all(f"release {version} ({fault})")
+
+
+def deliver(repo, commit: str, envs, store: str, **kwargs):
+    """Run the delivery flow; returns (summary, error) where error is the DeliveryFailed."""
+    from flows.delivery import DeliveryFailed, delivery
+
+    try:
+        summary = delivery(
+            service_dir=repo.path,
+            commit=commit,
+            environments=[e.name for e in envs],
+            auto_approve=kwargs.pop("auto_approve", True),
+            artifact_store=store,
+            **kwargs,
+        )
+        return summary, None
+    except DeliveryFailed as exc:
+        return exc.summary, exc
+
+
+def served_version(env) -> dict:
+    return httpx.get(env.url + "/version", timeout=5).json()
