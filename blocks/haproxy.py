@@ -129,7 +129,7 @@ class HAProxyRouter(Block):
                     "stop that process, or choose a free port in the router block (frontend_port).",
                 ) from exc
 
-    def ensure_started(self, health_path: str = "/healthz") -> None:
+    def ensure_started(self) -> None:
         """Start HAProxy for this environment unless it runs already with the same config."""
         haproxy = self._haproxy()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -145,14 +145,13 @@ class HAProxyRouter(Block):
             frontend_port=self.frontend_port,
             admin_socket=str(self.socket_path),
             pidfile=str(self.pidfile),
-            health_path=health_path,
             server_slots=self.server_slots,
         )
         running = self.is_running()
         if running and self.config_path.exists() and self.config_path.read_text() == config:
             return
         if running:
-            # A config change (another port, another health path) needs a reload; weights never do.
+            # A config change (another port, more slots) needs a reload; weights never do.
             # Carry over what is live so the reload does not drop the current assignment.
             live = [s for s in self.servers() if s.in_use]
             self._write_and_check(haproxy, config)

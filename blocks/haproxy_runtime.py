@@ -49,7 +49,6 @@ def render_config(
     frontend_port: int,
     admin_socket: str,
     pidfile: str,
-    health_path: str,
     server_slots: int,
     stats_port: int | None = None,
 ) -> str:
@@ -57,6 +56,9 @@ def render_config(
 
     Every slot starts in maintenance on a placeholder address; the router assigns an instance
     to a slot at run time (``set server ... addr``) and moves traffic by weight only.
+    HAProxy's own check is a TCP connect: it takes an instance that died out of rotation within
+    a second. Whether a release is healthy is judged by the pipeline (health path, smoke tests,
+    analysis), so a release with another health path never needs a config change.
     ``retry-on conn-failure empty-response`` with ``redispatch`` sends a request that hit an
     instance which just went away to another one instead of failing it.
     """
@@ -95,8 +97,6 @@ frontend {FRONTEND}
 
 backend {BACKEND}
     balance roundrobin
-    option httpchk GET {health_path}
-    http-check expect status 200
     default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 check weight 0
 {servers}
 {stats}"""

@@ -168,16 +168,18 @@ def run_delivery(
     try:
         summary = delivery(
             service_dir=str(Path(service_dir).resolve()),
-            commit=commit,
+            commit=commit or "HEAD",
             environments=environments,
             auto_approve=auto_approve,
             artifact_store=artifact_store,
             shards=shards,
         )
     except DeliveryFailed as exc:
-        print("\n" + exc.summary.text())
-        return exc.summary, EXIT_FAILED
-    print("\n" + summary.text())
+        from blocks.errors import ConfigError
+
+        bad_input = isinstance(exc.__cause__, ConfigError)
+        _print_err(("bad input: " if bad_input else "") + str(exc))
+        return exc.summary, EXIT_BAD_INPUT if bad_input else EXIT_FAILED
     return summary, EXIT_OK if summary.outcome == "delivered" else EXIT_FAILED
 
 

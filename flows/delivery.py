@@ -75,7 +75,7 @@ def require_verified_upstream(upstream: Environment, release: Release) -> None:
 @flow(name="delivery", flow_run_name="deliver {service_dir} @ {commit}", log_prints=True)
 def delivery(
     service_dir: str,
-    commit: str | None = None,
+    commit: str = "HEAD",
     environments: list[str] | None = None,
     auto_approve: bool = False,
     artifact_store: str = "artifacts",
@@ -86,7 +86,7 @@ def delivery(
 
     Args:
         service_dir: folder of the service (holds delivery.toml), inside a git repository.
-        commit: the commit to deliver (SHA or ref); HEAD when empty.
+        commit: the commit to deliver (a SHA or a ref), HEAD by default.
         environments: Environment block names in promotion order.
         auto_approve: satisfy approval gates automatically (recorded as such).
         artifact_store: name of the ArtifactStore block that keeps built wheels.

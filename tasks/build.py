@@ -47,6 +47,14 @@ def checkout(source: SourceRef) -> Checkout:
     name = Path(source.subdir or source.repo).name or "service"
     dest = export_tree(source, workspace(name, source.commit) / "src")
     manifest = load_manifest(dest)
+    missing = [p for p in manifest.test.paths if not (dest / p).exists()]
+    if missing:
+        raise ConfigError(
+            f"{manifest.service.name} [test].paths",
+            f"{missing} not found in the service at {source.commit[:10]}; a service without "
+            "tests cannot be delivered.",
+            "add tests (pytest), or point [test].paths at them in delivery.toml.",
+        )
     run_logger().info("Checked out %s at %s into %s", manifest.service.name, source.commit, dest)
     return Checkout(source=source, path=str(dest), manifest=manifest)
 

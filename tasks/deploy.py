@@ -134,7 +134,7 @@ def _retire(env: Environment, instances: list[Instance]) -> None:
 def reconcile(env: Environment, new: Release, keep_warm: bool = False) -> Reconciled:
     """Read what is live; put traffic back on the stable release; retire leftovers."""
     logger = run_logger()
-    env.router.ensure_started(new.run.health_path)
+    env.router.ensure_started()
     live = env.observe()
     verified = [r.digest for r in env.ledger().verified_releases()]
     decision = decide_reconcile(live, new.digest, verified, keep_warm=keep_warm)
@@ -184,6 +184,13 @@ def wait_healthy(env: Environment, instance: Instance, release: Release) -> None
                 response = client.get(url)
                 if response.status_code == 200:
                     return
+                if response.status_code in (404, 405):
+                    raise GateFailed(
+                        "health",
+                        f"health path {release.run.health_path} answered {response.status_code} on "
+                        f"{release.label}: the service has no such endpoint. Fix "
+                        "[run].health_path in delivery.toml (e.g. '/healthz').",
+                    )
                 last = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 last = type(exc).__name__

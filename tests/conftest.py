@@ -19,7 +19,6 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_API_KEY", None)
 
 import pytest  # noqa: E402
-
 from support import PrefectServer, session_dir  # noqa: E402
 
 session_dir.path = _SESSION_DIR
@@ -35,7 +34,8 @@ def prefect_server() -> PrefectServer:
         yield server
     finally:
         _drain_prefect_workers()
-        os.environ.pop("PREFECT_API_URL", None)
+        # PREFECT_API_URL stays set: with it unset, a late log flush at exit would start an
+        # ephemeral server just to deliver a few lines.
         server.stop()
 
 
@@ -49,3 +49,25 @@ def _drain_prefect_workers() -> None:
         EventsWorker.drain_all(timeout=10)
     except Exception:  # noqa: BLE001 - best effort at teardown
         pass
+
+
+REQUIRED = {
+    "docker": "DELIVERY_REQUIRE_DOCKER",
+    "postgres": "DELIVERY_REQUIRE_POSTGRES",
+    "browser": "DELIVERY_REQUIRE_BROWSER",
+}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (`.ci/run` sets DELIVERY_REQUIRE_*), a skip for a missing component is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped:
+        return
+    for marker, variable in REQUIRED.items():
+        if item.get_closest_marker(marker) and os.environ.get(variable) == "1":
+            report.outcome = "failed"
+            reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+            report.longrepr = f"{variable}=1 but the test was skipped: {reason}"
+            return

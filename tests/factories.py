@@ -20,16 +20,31 @@ def release(n: int, version: str | None = None) -> Release:
 
 def instance(rel: Release, port: int, slot: str = "blue", alive: bool = True) -> Instance:
     return Instance(
-        id=f"env-{port}", environment="env", service="svc", slot=slot, release=rel,
-        port=port, started_at=datetime.now(UTC), handle=f"{port}:1", alive=alive,
+        id=f"env-{port}",
+        environment="env",
+        service="svc",
+        slot=slot,
+        release=rel,
+        port=port,
+        started_at=datetime.now(UTC),
+        handle=f"{port}:1",
+        alive=alive,
     )
 
 
 def server(name: str, port: int, weight: int, status: str = "UP") -> ServerState:
     return ServerState(
-        name=name, address=f"127.0.0.1:{port}", status=status, weight=weight,
-        current_sessions=0, total_sessions=0, responses_5xx=0, responses_2xx=0,
-        avg_response_ms=0, max_response_ms=0, check_status="L7OK",
+        name=name,
+        address=f"127.0.0.1:{port}",
+        status=status,
+        weight=weight,
+        current_sessions=0,
+        total_sessions=0,
+        responses_5xx=0,
+        responses_2xx=0,
+        avg_response_ms=0,
+        max_response_ms=0,
+        check_status="L7OK",
     )
 
 

@@ -8,7 +8,10 @@ import httpx
 
 
 def commit_release(
-    repo, version: str, fault: str = "none", extra: dict | None = None,
+    repo,
+    version: str,
+    fault: str = "none",
+    extra: dict | None = None,
     startup_timeout_s: float | None = None,
 ) -> str:
     """Commit a release of hello-service: its version, a baked fault, extra files."""
@@ -20,9 +23,14 @@ def commit_release(
     set_fault(repo, fault)
     if startup_timeout_s is not None:
         manifest = Path(repo.path) / "delivery.toml"
-        manifest.write_text(re.sub(r"^startup_timeout_s = .*$",
-                                   f"startup_timeout_s = {startup_timeout_s}",
-                                   manifest.read_text(), flags=re.M))
+        manifest.write_text(
+            re.sub(
+                r"^startup_timeout_s = .*$",
+                f"startup_timeout_s = {startup_timeout_s}",
+                manifest.read_text(),
+                flags=re.M,
+            )
+        )
     for relpath, text in (extra or {}).items():
         path = Path(repo.path) / relpath
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -72,9 +72,19 @@ class PrefectServer:
         Path(self.home).mkdir(parents=True, exist_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(VENV_BIN / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -110,8 +120,9 @@ class LoadResult:
 class SteadyLoad:
     """Requests against a URL from background threads until stopped; counts every failure."""
 
-    def __init__(self, url: str, path: str = "/version", concurrency: int = 2,
-                 max_requests: int = 200_000):
+    def __init__(
+        self, url: str, path: str = "/version", concurrency: int = 2, max_requests: int = 200_000
+    ):
         self.url = url
         self.path = path
         self.concurrency = concurrency

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support import free_port, short_tmpdir
 
 _counter = itertools.count()
@@ -44,15 +43,33 @@ def make_env(state_dir):
 
     created = []
 
-    def make(role: str = "stg", *, kind: str = "blue-green", instances: int = 1,
-             bake_s: float = 0.0, requires_approval: bool = False, **strategy):
+    def make(
+        role: str = "stg",
+        *,
+        kind: str = "blue-green",
+        instances: int = 1,
+        bake_s: float = 0.0,
+        requires_approval: bool = False,
+        **strategy,
+    ):
         name = f"{role}-{next(_counter)}"
-        settings = StrategySettings(kind=kind, instances=instances, keep_previous_s=0,
-                                    step_pause_s=strategy.pop("step_pause_s", 2),
-                                    analysis_interval_s=strategy.pop("analysis_interval_s", 0.5),
-                                    **strategy)
-        env = environment(name, free_port(), str(state_dir), settings, bake_s, requires_approval,
-                          VerificationSettings(requests=100, min_samples=50))
+        settings = StrategySettings(
+            kind=kind,
+            instances=instances,
+            keep_previous_s=0,
+            step_pause_s=strategy.pop("step_pause_s", 2),
+            analysis_interval_s=strategy.pop("analysis_interval_s", 0.5),
+            **strategy,
+        )
+        env = environment(
+            name,
+            free_port(),
+            str(state_dir),
+            settings,
+            bake_s,
+            requires_approval,
+            VerificationSettings(requests=100, min_samples=50),
+        )
         env.save(name, overwrite=True)
         created.append(env)
         return env

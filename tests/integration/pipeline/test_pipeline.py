@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from pipeline_support import commit_release, deliver, served_version
 from support import SteadyLoad
 
@@ -29,7 +28,12 @@ def test_two_releases_build_once_blue_green_without_a_failed_request(
     assert error is None, summary.text()
     assert summary.outcome == "delivered"
     assert list(stage_results(summary)) == [
-        "build", "test", staging.name, production.name, f"monitor {production.name}"]
+        "build",
+        "test",
+        staging.name,
+        production.name,
+        f"monitor {production.name}",
+    ]
 
     # blue-green: the old release served until the new one took over; nothing failed
     for load in (load_stg, load_prd):
@@ -49,8 +53,9 @@ def test_two_releases_build_once_blue_green_without_a_failed_request(
     # `delivery status` says what HAProxy routes: weights per instance match the router's
     for env in (staging, production):
         routed = env.router.weights()
-        listed = {i["url"].removeprefix("http://"): i["weight"]
-                  for i in report[env.name]["instances"]}
+        listed = {
+            i["url"].removeprefix("http://"): i["weight"] for i in report[env.name]["instances"]
+        }
         assert listed == routed
         # release 1 was retired after the cutover (keep_previous_s=0): one instance left
         assert len(routed) == 1 and list(routed.values()) == [200]
@@ -58,8 +63,11 @@ def test_two_releases_build_once_blue_green_without_a_failed_request(
 
 def test_failing_tests_deploy_nothing(hello_repo, make_env, artifact_store):
     staging, production = make_env("stg"), make_env("prd")
-    bad = commit_release(hello_repo, "1.0.1", extra={
-        "tests/test_broken.py": "def test_broken():\n    assert 1 + 1 == 3\n"})
+    bad = commit_release(
+        hello_repo,
+        "1.0.1",
+        extra={"tests/test_broken.py": "def test_broken():\n    assert 1 + 1 == 3\n"},
+    )
     summary, error = deliver(hello_repo, bad, [staging, production], artifact_store)
     assert error is not None
     assert stage_results(summary) == {"build": "passed", "test": "failed"}

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pipeline_support import commit_release
+from support import short_tmpdir
 
 from blocks.process_target import ArtifactIntegrityError, ProcessTarget
 from blocks.release import Artifact
-from pipeline_support import commit_release
-from support import short_tmpdir
 
 
 @pytest.fixture(scope="module")
 def built_release(tmp_path_factory):
+    from blocks.artifacts import ArtifactStore
     from flows.demo import prepare_repo
     from tasks.build import build, checkout
     from tasks.source import resolve_source
-    from blocks.artifacts import ArtifactStore
 
     repo = prepare_repo(short_tmpdir())
     sha = commit_release(repo, "3.0.0")

@@ -8,10 +8,10 @@ from collections import Counter
 
 import httpx
 import pytest
+from support import free_port, short_tmpdir
 
 from blocks.errors import ConfigError
 from blocks.haproxy import HAProxyRouter
-from support import free_port, short_tmpdir
 
 
 def serve(tag: str):
@@ -119,8 +119,12 @@ def test_taken_port_is_a_clear_config_error():
 
 
 def test_missing_haproxy_is_a_clear_config_error():
-    r = HAProxyRouter(name="nohap", frontend_port=free_port(), state_dir=str(short_tmpdir()),
-                      haproxy_bin="haproxy-not-installed")
+    r = HAProxyRouter(
+        name="nohap",
+        frontend_port=free_port(),
+        state_dir=str(short_tmpdir()),
+        haproxy_bin="haproxy-not-installed",
+    )
     with pytest.raises(ConfigError, match="apt-get install haproxy"):
         r.ensure_started()
 

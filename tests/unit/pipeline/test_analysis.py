@@ -4,8 +4,9 @@ from blocks.metrics import Samples, percentile
 from blocks.settings import VerificationSettings
 from tasks.analysis import Outcome, analyze, latency_limit
 
-SETTINGS = VerificationSettings(min_samples=50, max_error_rate=0.01, latency_tolerance=0.2,
-                                latency_slack_ms=10)
+SETTINGS = VerificationSettings(
+    min_samples=50, max_error_rate=0.01, latency_tolerance=0.2, latency_slack_ms=10
+)
 
 
 def samples(requests=100, errors=0, p95=5.0, error=None):

@@ -20,7 +20,11 @@ def test_parse_stat_keeps_backend_servers_only():
     assert [s.name for s in servers] == ["s0", "s1"]
     s0, s1 = servers
     assert (s0.address, s0.weight, s0.responses_5xx, s0.total_sessions) == (
-        "127.0.0.1:4001", 200, 5, 50)
+        "127.0.0.1:4001",
+        200,
+        5,
+        50,
+    )
     assert s0.in_use and not s1.in_use
 
 
@@ -34,8 +38,14 @@ def test_parse_stat_rejects_garbage():
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy not installed")
 def test_rendered_config_is_accepted_by_haproxy(tmp_path):
     cfg = tmp_path / "h.cfg"
-    cfg.write_text(render_config(
-        frontend_host="127.0.0.1", frontend_port=18999, admin_socket=str(tmp_path / "s"),
-        pidfile=str(tmp_path / "p"), health_path="/healthz", server_slots=4))
+    cfg.write_text(
+        render_config(
+            frontend_host="127.0.0.1",
+            frontend_port=18999,
+            admin_socket=str(tmp_path / "s"),
+            pidfile=str(tmp_path / "p"),
+            server_slots=4,
+        )
+    )
     check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

@@ -37,12 +37,12 @@ def test_defaults_fill_in():
     [
         (('name = "svc"', 'name = "Bad Name"'), "service.name", "'Bad Name'"),
         (('"{port}"]', '"8000"]'), "run.command", "{port}"),
-        (('[run]', '[run]\nhealth_path = "healthz"'), "run.health_path", "'healthz'"),
-        (('[run]', '[run]\nstartup_timeout_s = -1'), "run.startup_timeout_s", "-1"),
+        (("[run]", '[run]\nhealth_path = "healthz"'), "run.health_path", "'healthz'"),
+        (("[run]", "[run]\nstartup_timeout_s = -1"), "run.startup_timeout_s", "-1"),
         (('path = "/api"', 'path = "api"'), "smoke[0].path", "'api'"),
-        (('[run]', '[build]\nkind = "zip"\n[run]'), "build.kind", "'zip'"),
-        (('[run]', '[build]\nimage_tag = "latest"\n[run]'), "build.image_tag", "latest"),
-        (('[run]', '[run]\nbogus = 1'), "run.bogus", "not a known setting"),
+        (("[run]", '[build]\nkind = "zip"\n[run]'), "build.kind", "'zip'"),
+        (("[run]", '[build]\nimage_tag = "latest"\n[run]'), "build.image_tag", "latest"),
+        (("[run]", "[run]\nbogus = 1"), "run.bogus", "not a known setting"),
     ],
 )
 def test_errors_name_file_field_and_value(change, field, value_or_hint):

@@ -26,8 +26,10 @@ def test_already_live_and_verified_is_a_no_op():
 
 
 def test_live_but_not_verified_is_not_done():
-    state = live([instance(A, 1001), instance(B, 1002, "green")],
-                 [server("s0", 1001, 0), server("s1", 1002, 200)])
+    state = live(
+        [instance(A, 1001), instance(B, 1002, "green")],
+        [server("s0", 1001, 0), server("s1", 1002, 200)],
+    )
     plan = decide_reconcile(state, B.digest, [A.digest])
     assert not plan.already_live
     assert plan.stable_digest == A.digest
@@ -37,8 +39,10 @@ def test_live_but_not_verified_is_not_done():
 
 
 def test_interrupted_canary_is_taken_back():
-    state = live([instance(A, 1001), instance(B, 1002, "canary")],
-                 [server("s0", 1001, 190), server("s1", 1002, 10)])
+    state = live(
+        [instance(A, 1001), instance(B, 1002, "canary")],
+        [server("s0", 1001, 190), server("s1", 1002, 10)],
+    )
     plan = decide_reconcile(state, B.digest, [A.digest])
     assert plan.stable_digest == A.digest
     assert plan.weights == {"127.0.0.1:1001": 200, "127.0.0.1:1002": 0}
@@ -47,16 +51,20 @@ def test_interrupted_canary_is_taken_back():
 
 
 def test_dead_instances_are_forgotten():
-    state = live([instance(A, 1001), instance(A, 1003, alive=False)],
-                 [server("s0", 1001, 200), server("s1", 1003, 0, "DOWN")])
+    state = live(
+        [instance(A, 1001), instance(A, 1003, alive=False)],
+        [server("s0", 1001, 200), server("s1", 1003, 0, "DOWN")],
+    )
     plan = decide_reconcile(state, B.digest, [A.digest])
     assert plan.stop == ["env-1003"]
 
 
 def test_old_warm_release_is_retired_by_a_deploy_but_kept_for_rollback():
     C = release(3)
-    state = live([instance(A, 1001), instance(C, 1003, "green")],
-                 [server("s0", 1001, 0), server("s1", 1003, 200)])
+    state = live(
+        [instance(A, 1001), instance(C, 1003, "green")],
+        [server("s0", 1001, 0), server("s1", 1003, 200)],
+    )
     deploy_plan = decide_reconcile(state, B.digest, [C.digest, A.digest])
     assert deploy_plan.stable_digest == C.digest and deploy_plan.stop == ["env-1001"]
     rollback_plan = decide_reconcile(state, B.digest, [C.digest, A.digest], keep_warm=True)

@@ -24,8 +24,9 @@ def test_shards_are_disjoint_and_complete(count):
 def test_durations_balance_time():
     durations = {nodeid: (1.0 if i < 5 else 0.01) for i, nodeid in enumerate(IDS)}
     assignment = shard.assign(IDS, 2, durations)
-    loads = [sum(durations[n] for n, a in zip(IDS, assignment, strict=True) if a == s)
-             for s in range(2)]
+    loads = [
+        sum(durations[n] for n, a in zip(IDS, assignment, strict=True) if a == s) for s in range(2)
+    ]
     # round-robin would give 3 s vs 2 s here; the balanced split is within one slow test
     assert abs(loads[0] - loads[1]) < 1.0
     assert sorted(assignment) == sorted(shard.assign(IDS, 2, durations))  # deterministic

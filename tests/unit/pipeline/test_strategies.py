@@ -21,8 +21,16 @@ def test_first_release_has_no_baseline():
 
 def test_canary_plan_analyzes_every_partial_step():
     plan = s.plan(StrategySettings(kind="canary", canary_steps=[5, 50, 100]), has_stable=True)
-    assert kinds(plan) == ["Launch", "Baseline", "Shift", "Analyze", "Shift", "Analyze",
-                           "Shift", "Verify"]
+    assert kinds(plan) == [
+        "Launch",
+        "Baseline",
+        "Shift",
+        "Analyze",
+        "Shift",
+        "Analyze",
+        "Shift",
+        "Verify",
+    ]
     assert [p.percent for p in plan if isinstance(p, s.Shift)] == [5, 50, 100]
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from blocks.errors import GateFailed
-from tasks.test import ShardResult, CaseResult, gate, merge, parse_junit
+from tasks.test import CaseResult, ShardResult, gate, merge, parse_junit
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="4">
@@ -30,10 +30,14 @@ def shard(index, cases):
 
 
 def test_merge_counts_and_slowest():
-    a = [CaseResult(nodeid="a", outcome="passed", seconds=0.3),
-         CaseResult(nodeid="b", outcome="failed", seconds=0.1)]
-    b = [CaseResult(nodeid="c", outcome="passed", seconds=0.5),
-         CaseResult(nodeid="d", outcome="skipped", seconds=0.0)]
+    a = [
+        CaseResult(nodeid="a", outcome="passed", seconds=0.3),
+        CaseResult(nodeid="b", outcome="failed", seconds=0.1),
+    ]
+    b = [
+        CaseResult(nodeid="c", outcome="passed", seconds=0.5),
+        CaseResult(nodeid="d", outcome="skipped", seconds=0.0),
+    ]
     report = merge([shard(0, a), shard(1, b)], wall_s=1.2, slowest=2)
     assert (report.passed, report.failed, report.skipped, report.shards) == (2, 1, 1, 2)
     assert [c.nodeid for c in report.slowest] == ["c", "a"]

@@ -1,0 +1,46 @@
+# prefect-delivery: `make demo` and `make test` work on a fresh machine (Debian/Ubuntu).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit bench status down system venv clean lint
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# HAProxy is the one system package the embedded default needs.
+system:
+	@.ci/ensure-packages.sh haproxy:haproxy git:git
+
+demo: system $(STAMP)
+	$(BIN)/delivery demo
+
+# The whole suite. Docker, PostgreSQL and browser tests skip with a reason when their
+# component is missing; `.ci/run` installs everything and makes those skips failures.
+test: system $(STAMP)
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check flows tasks blocks migrations_lab tests bench
+
+bench: system $(STAMP)
+	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.zero_downtime
+
+status: $(STAMP)
+	$(BIN)/delivery status
+
+down: $(STAMP)
+	$(BIN)/delivery down
+
+clean: down
+	rm -rf .delivery

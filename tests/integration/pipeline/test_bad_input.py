@@ -1,0 +1,142 @@
+"""Bad input through `delivery run`: one clear message, a non-zero exit, nothing live changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from pipeline_support import commit_release, served_version
+from support import VENV_BIN
+
+from flows.cli import EXIT_BAD_INPUT, EXIT_FAILED
+
+
+def delivery_cli(*args: str) -> tuple[int, str]:
+    """The real `delivery` command in its own process, on the session's Prefect server."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "delivery"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+    )
+    return proc.returncode, proc.stderr
+
+
+def run_cli(capsys, repo, envs, store, *extra):
+    return delivery_cli(
+        "run",
+        repo.path,
+        "--auto-approve",
+        "--artifact-store",
+        store,
+        *sum((["--env", e.name] for e in envs), []),
+        *extra,
+    )
+
+
+@pytest.fixture
+def live_staging(hello_repo, make_env, artifact_store, capsys):
+    """A staging environment already serving release 1.0.0."""
+    staging = make_env("stg")
+    good = commit_release(hello_repo, "1.0.0")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", good)
+    assert code == 0, err
+    return staging, good
+
+
+def assert_still_serving(env, commit):
+    assert served_version(env)["commit"] == commit
+    assert {i.release.commit for i in env.target.list(env.name) if i.alive} == {commit}
+
+
+def test_missing_manifest(capsys, hello_repo, live_staging, artifact_store):
+    staging, good = live_staging
+    (Path(hello_repo.path) / "delivery.toml").unlink()
+    hello_repo.commit_all("no manifest")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
+    assert code == EXIT_BAD_INPUT
+    assert "delivery.toml" in err and "not found" in err and "Fix:" in err
+    assert_still_serving(staging, good)
+
+
+def test_malformed_manifest(capsys, hello_repo, live_staging, artifact_store):
+    staging, good = live_staging
+    manifest = Path(hello_repo.path) / "delivery.toml"
+    manifest.write_text(
+        manifest.read_text().replace('health_path = "/healthz"', 'health_path = "healthz"')
+    )
+    hello_repo.commit_all("bad manifest")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
+    assert code == EXIT_BAD_INPUT
+    assert "run.health_path = 'healthz'" in err and "starting with '/'" in err
+    assert_still_serving(staging, good)
+
+
+def test_service_without_tests(capsys, hello_repo, live_staging, artifact_store):
+    staging, good = live_staging
+    shutil.rmtree(Path(hello_repo.path) / "tests")
+    hello_repo.commit_all("no tests")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
+    assert code == EXIT_BAD_INPUT
+    assert "['tests'] not found" in err and "cannot be delivered" in err
+    assert_still_serving(staging, good)
+
+
+def test_health_path_that_404s(capsys, hello_repo, live_staging, artifact_store):
+    staging, good = live_staging
+    manifest = Path(hello_repo.path) / "delivery.toml"
+    manifest.write_text(
+        manifest.read_text().replace('health_path = "/healthz"', 'health_path = "/health-typo"')
+    )
+    hello_repo.commit_all("wrong health path")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
+    assert code == EXIT_FAILED
+    assert "/health-typo answered 404" in err and "[run].health_path" in err
+    assert_still_serving(staging, good)
+
+
+def test_frontend_port_taken(capsys, hello_repo, make_env, artifact_store):
+    staging = make_env("stg")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", staging.router.frontend_port))
+    holder.listen()
+    try:
+        commit_release(hello_repo, "1.0.0")
+        code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
+    finally:
+        holder.close()
+    assert code == EXIT_BAD_INPUT
+    assert f"127.0.0.1:{staging.router.frontend_port} is already in use" in err
+    assert staging.target.list(staging.name) == []
+
+
+def test_haproxy_missing(capsys, hello_repo, make_env, artifact_store):
+    staging = make_env("stg")
+    staging.router.haproxy_bin = "haproxy-not-installed"
+    staging.save(staging.name, overwrite=True)
+    commit_release(hello_repo, "1.0.0")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
+    assert code == EXIT_BAD_INPUT
+    assert "haproxy-not-installed" in err and "apt-get install haproxy" in err
+    assert staging.target.list(staging.name) == []
+
+
+def test_unknown_environment(capsys, hello_repo, artifact_store):
+    commit_release(hello_repo, "1.0.0")
+    code, err = delivery_cli(
+        "run", hello_repo.path, "--env", "nowhere", "--artifact-store", artifact_store
+    )
+    assert code == EXIT_BAD_INPUT
+    assert "environment 'nowhere'" in err and "no Environment block" in err
+
+
+def test_unknown_commit(capsys, hello_repo, make_env, artifact_store):
+    staging = make_env("stg")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", "deadbeef")
+    assert code == EXIT_BAD_INPUT
+    assert "'deadbeef' is not a commit" in err
