@@ -1,0 +1,103 @@
+"""migrations_lab: rehearse Alembic migrations (expand / migrate / contract) on an ephemeral
+PostgreSQL before they touch a real one. Works on any Alembic project; imports nothing from
+the rest of prefect-delivery.
+
+Entry points:
+
+- :func:`check` -- phase plan + lint + round trip (+ compat) -> :class:`LabReport`
+- :func:`read_plan`, :func:`revision_info` -- each revision's phase, release, drops, replaces
+- :func:`apply_pending`, :func:`downgrade`, :func:`current_revision`,
+  :func:`pending_revisions` -- safe apply to a real database
+- :func:`apply_timeouts` -- for a project's env.py; :func:`batched_backfill` -- for revisions
+- :func:`ephemeral_postgres`, :class:`LocalPostgres`, :class:`DockerPostgres` -- throwaway
+  PostgreSQL
+"""
+
+from migrations_lab.apply import (
+    ApplyResult,
+    RetryPolicy,
+    Runner,
+    StepResult,
+    apply_pending,
+    current_revision,
+    downgrade,
+    pending_revisions,
+)
+from migrations_lab.backfill import BackfillResult, batched_backfill
+from migrations_lab.compat import CompatConfig, CompatResult, SuiteResult, run_suite
+from migrations_lab.connect import TimeoutSettings, apply_timeouts
+from migrations_lab.errors import (
+    DatabaseUnavailable,
+    LabConfigError,
+    LabError,
+    MigrationFailed,
+    PostgresNotFound,
+    PostgresStartError,
+    VersionMismatch,
+)
+from migrations_lab.findings import Finding
+from migrations_lab.lab import check
+from migrations_lab.lint import RULES, lint_sql
+from migrations_lab.phases import PhasePlan, RevisionInfo, read_plan, revision_info
+from migrations_lab.postgres import (
+    Database,
+    LocalPostgres,
+    PostgresCluster,
+    ephemeral_postgres,
+    make_cluster,
+)
+from migrations_lab.project import AlembicProject
+from migrations_lab.report import LabReport, RevisionReport, format_report
+
+
+def __getattr__(name: str) -> object:
+    if name == "DockerPostgres":  # imported lazily: it pulls in docker-py
+        from migrations_lab.postgres_docker import DockerPostgres
+
+        return DockerPostgres
+    raise AttributeError(name)
+
+
+__all__ = [
+    "RULES",
+    "AlembicProject",
+    "ApplyResult",
+    "BackfillResult",
+    "CompatConfig",
+    "CompatResult",
+    "Database",
+    "DatabaseUnavailable",
+    "DockerPostgres",
+    "Finding",
+    "LabConfigError",
+    "LabError",
+    "LabReport",
+    "LocalPostgres",
+    "MigrationFailed",
+    "PhasePlan",
+    "PostgresCluster",
+    "PostgresNotFound",
+    "PostgresStartError",
+    "RetryPolicy",
+    "RevisionInfo",
+    "RevisionReport",
+    "Runner",
+    "StepResult",
+    "SuiteResult",
+    "TimeoutSettings",
+    "VersionMismatch",
+    "apply_pending",
+    "apply_timeouts",
+    "batched_backfill",
+    "check",
+    "current_revision",
+    "downgrade",
+    "ephemeral_postgres",
+    "format_report",
+    "lint_sql",
+    "make_cluster",
+    "pending_revisions",
+    "read_plan",
+    "revision_info",
+    "run_suite",
+]

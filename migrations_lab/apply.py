@@ -1,0 +1,411 @@
+"""Safe apply: one revision at a time, with timeouts, lock-timeout retries and verification.
+
+- Every connection carries ``lock_timeout`` and ``statement_timeout`` (defaults 2 s / 60 s);
+  the connection is handed to ``env.py`` through ``config.attributes["connection"]``.
+- Each revision runs in its own Alembic command, so a failure leaves the database at the
+  previous revision (PostgreSQL rolls DDL back; statements inside
+  ``op.get_context().autocommit_block()`` are the exception and are reported as such).
+- A lock timeout (SQLSTATE 55P03) is retried with exponential backoff, as long as the
+  database is still at the previous revision.
+- After each step ``alembic_version`` must hold the expected revision.
+
+The database URL is a ``str`` or ``SecretStr`` and is only ever shown masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from alembic import command
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from pydantic import BaseModel, Field
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+from migrations_lab.connect import TimeoutSettings, connect, make_engine
+from migrations_lab.errors import LabConfigError, LabError, MigrationFailed, VersionMismatch
+from migrations_lab.findings import short
+from migrations_lab.project import AlembicProject
+from migrations_lab.urls import UrlLike, mask, scrub
+
+log = logging.getLogger("migrations_lab.apply")
+
+LOCK_NOT_AVAILABLE = "55P03"
+ENV_IGNORES_CONNECTION = (
+    "env.py does not run migrations on config.attributes['connection'], so the runner's "
+    "lock_timeout/statement_timeout are not applied to them. Fix: in env.py use "
+    "`config.attributes.get('connection')` when set (Alembic cookbook), or call "
+    "migrations_lab.apply_timeouts(connection) on the connection it opens."
+)
+QUERY_CANCELED = "57014"
+
+
+class RetryPolicy(BaseModel):
+    """Retries of a revision that hit lock_timeout."""
+
+    attempts: int = Field(default=5, ge=1)
+    initial_delay_s: float = Field(default=0.5, ge=0)
+    factor: float = Field(default=2.0, ge=1)
+    max_delay_s: float = Field(default=8.0, ge=0)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_delay_s, self.initial_delay_s * self.factor ** (attempt - 1))
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+class StepResult(BaseModel):
+    revision: str
+    direction: Literal["upgrade", "downgrade"]
+    from_revision: str | None
+    to_revision: str | None
+    attempts: int
+    seconds: float
+
+
+class ApplyResult(BaseModel):
+    from_revision: str | None
+    to_revision: str | None
+    steps: list[StepResult] = Field(default_factory=list)
+    #: True when env.py ran migrations on its own connection (runner timeouts not applied)
+    env_ignores_connection: bool = False
+
+
+class Runner:
+    """Runs Alembic steps against one database. Use as a context manager."""
+
+    def __init__(
+        self,
+        project: AlembicProject | str | Path,
+        url: UrlLike,
+        *,
+        timeouts: TimeoutSettings | None = None,
+        retry: RetryPolicy | None = None,
+        version_table: str = "alembic_version",
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.project = project if isinstance(project, AlembicProject) else AlembicProject(project)
+        self.url = url
+        self.timeouts = timeouts or TimeoutSettings()
+        self.retry = retry or RetryPolicy()
+        self.version_table = version_table
+        self._sleep = sleep
+        self.engine: Engine = make_engine(url, self.timeouts)
+        self._scripts: ScriptDirectory | None = None
+        #: set when env.py ran the migrations on a connection of its own
+        self.env_ignores_connection = False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def scripts(self) -> ScriptDirectory:
+        if self._scripts is None:
+            self._scripts = self.project.script_directory()
+        return self._scripts
+
+    # -- reading ------------------------------------------------------------------------
+    def current(self) -> str | None:
+        """The revision in the version table (None: no table or empty)."""
+        with connect(self.engine, self.url) as conn:
+            return _read_version(conn, self.version_table, self.url)
+
+    def resolve(self, target: str) -> str | None:
+        if target == "base":
+            return None
+        try:
+            if target == "head":
+                head = self.scripts.get_current_head()
+                if head is None:
+                    raise LabConfigError(str(self.project.ini_path), "has no revisions.")
+                return head
+            rev = self.scripts.get_revision(target)
+        except CommandError as exc:
+            raise LabConfigError(
+                f"target revision {target!r}", f"cannot be resolved: {exc}.",
+                "use 'head', 'base' or a revision id from `alembic history`",
+            ) from None
+        if rev is None:
+            raise LabConfigError(f"target revision {target!r}", "is not in the project.")
+        return rev.revision
+
+    def path(self, lower: str | None, upper: str | None) -> list[str]:
+        """Revisions after ``lower`` up to and including ``upper``, oldest first."""
+        if upper is None or upper == lower:
+            return []
+        try:
+            revs = list(self.scripts.iterate_revisions(upper, lower or "base"))
+        except CommandError as exc:
+            raise LabConfigError(
+                f"revisions {lower or 'base'} -> {upper}",
+                f"are not on one line of the history: {exc}.",
+                "pick a target that descends from the database's current revision",
+            ) from None
+        return [r.revision for r in reversed(revs)]
+
+    def pending(self, target: str = "head") -> list[str]:
+        """Revisions an upgrade to ``target`` runs, oldest first."""
+        current = self.current()
+        self._known(current)
+        goal = self.resolve(target)
+        if current == goal:
+            return []
+        line = self.path(None, goal)
+        if current is None:
+            return line
+        if current in line:
+            return line[line.index(current) + 1 :]
+        raise LabConfigError(
+            f"database {mask(self.url)}",
+            f"is at revision {current}, which is not below target {goal or 'base'}.",
+            "apply only upgrades; use downgrade() to go back",
+        )
+
+    def _known(self, revision: str | None) -> None:
+        if revision is None:
+            return
+        try:
+            found = self.scripts.get_revision(revision)
+        except CommandError:
+            found = None
+        if found is None:
+            raise LabConfigError(
+                f"database {mask(self.url)}",
+                f"is at revision {revision}, which this project does not contain.",
+                "run the release whose migrations include that revision (or restore the "
+                "missing revision file)",
+            )
+
+    # -- steps ----------------------------------------------------------------------------
+    def upgrade(self, target: str = "head") -> ApplyResult:
+        start = self.current()
+        steps = [self.step(rev, "upgrade") for rev in self.pending(target)]
+        return ApplyResult(from_revision=start, to_revision=self.current(), steps=steps,
+                           env_ignores_connection=self.env_ignores_connection)
+
+    def downgrade(self, target: str) -> ApplyResult:
+        start = self.current()
+        self._known(start)
+        goal = self.resolve(target)
+        if goal is not None and goal not in self.path(None, start):
+            raise LabConfigError(
+                f"downgrade target {target!r}", f"is not below the current revision {start}.",
+                "pick an ancestor of the current revision",
+            )
+        steps = [self.step(rev, "downgrade") for rev in reversed(self.path(goal, start))]
+        return ApplyResult(from_revision=start, to_revision=self.current(), steps=steps,
+                           env_ignores_connection=self.env_ignores_connection)
+
+    def step(self, revision: str, direction: Literal["upgrade", "downgrade"]) -> StepResult:
+        """Upgrade to ``revision`` from its parent, or downgrade it to its parent."""
+        script = self.scripts.get_revision(revision)
+        parent = script.down_revision if isinstance(script.down_revision, str) else None
+        before, after = (parent, revision) if direction == "upgrade" else (revision, parent)
+        relpath = self.project.relpath(Path(script.path))
+        started = time.monotonic()
+        log.info("%s %s (%s) on %s", direction, revision, relpath, mask(self.url))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._run(direction, after or "base")
+                break
+            except Exception as exc:  # the revision's code or the database said no
+                self._failed(exc, revision, relpath, direction, before, attempt)
+        self._verify(after, revision, direction, relpath)
+        return StepResult(
+            revision=revision, direction=direction, from_revision=before, to_revision=after,
+            attempts=attempt, seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _run(self, direction: str, target: str) -> None:
+        with connect(self.engine, self.url) as conn:
+            cfg = self.project.config(url=self.url, connection=conn)
+            used: list[object] = []
+
+            def count(*_args: object) -> None:
+                used.append(None)
+
+            event.listen(conn, "before_cursor_execute", count)
+            try:
+                if direction == "upgrade":
+                    command.upgrade(cfg, target)
+                else:
+                    command.downgrade(cfg, target)
+                if conn.in_transaction():
+                    conn.commit()
+            except BaseException:
+                if conn.in_transaction():
+                    conn.rollback()
+                raise
+            finally:
+                event.remove(conn, "before_cursor_execute", count)
+            if not used and not self.env_ignores_connection:
+                self.env_ignores_connection = True
+                log.warning("%s", ENV_IGNORES_CONNECTION)
+
+    def _failed(
+        self, exc: Exception, revision: str, relpath: str, direction: str,
+        before: str | None, attempt: int,
+    ) -> None:
+        """Retry a lock timeout (returns) or raise MigrationFailed."""
+        if isinstance(exc, LabError):
+            raise exc
+        orig = getattr(exc, "orig", None)
+        sqlstate = getattr(orig, "sqlstate", None)
+        at = self.current()
+        if sqlstate == LOCK_NOT_AVAILABLE and at == before and attempt < self.retry.attempts:
+            delay = self.retry.delay(attempt)
+            log.warning("revision %s hit lock_timeout (attempt %d of %d); retrying in %.1fs",
+                        revision, attempt, self.retry.attempts, delay)
+            self._sleep(delay)
+            return
+        reason = scrub(" ".join(str(orig if orig is not None else exc).split()), self.url)
+        reason = reason.split(" [SQL:")[0]
+        statement = getattr(exc, "statement", None)
+        line = _line_in(exc, Path(self.scripts.get_revision(revision).path))
+        where = f"revision {revision} ({relpath}{f':{line}' if line else ''})"
+        problem = f"{direction} failed"
+        if sqlstate:
+            problem += f" [SQLSTATE {sqlstate}]"
+        problem += f": {type(orig or exc).__name__}: {reason}"
+        if statement:
+            problem += f" -- statement: {short(str(statement))}"
+        if attempt > 1:
+            problem += f" (after {attempt} attempts)"
+        if at == before:
+            problem += f". The database is at revision {before or 'base'} (verified)"
+            if self._uses_autocommit(revision):
+                problem += ("; statements already run inside autocommit_block() are not "
+                            "rolled back")
+            problem += "."
+        else:
+            problem += (f". The database is at revision {at or 'base'}, expected "
+                        f"{before or 'base'}.")
+        raise MigrationFailed(
+            where, problem, _fix_for(sqlstate, direction),
+            revision=revision, at_revision=at, sqlstate=sqlstate,
+        ) from exc
+
+    def _uses_autocommit(self, revision: str) -> bool:
+        script = self.scripts.get_revision(revision)
+        try:
+            return "autocommit_block" in Path(script.path).read_text()
+        except OSError:
+            return False
+
+    def _verify(self, expected: str | None, revision: str, direction: str, relpath: str) -> None:
+        at = self.current()
+        if at != expected:
+            raise VersionMismatch(
+                f"revision {revision} ({relpath})",
+                f"after the {direction}, {self.version_table} holds {at or 'nothing'}, "
+                f"expected {expected or 'nothing (base)'}.",
+                "make env.py run migrations on config.attributes['connection'] when it is "
+                "set (Alembic cookbook: 'Sharing a Connection across one or more programmatic "
+                "migration commands')",
+            )
+
+
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    """The last line of the revision file in the traceback (where upgrade() failed)."""
+    line = None
+    tb = exc.__traceback__
+    target = path.resolve()
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == target:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _fix_for(sqlstate: str | None, direction: str) -> str:
+    if sqlstate == LOCK_NOT_AVAILABLE:
+        return ("another session holds a conflicting lock; find it in pg_locks / "
+                "pg_stat_activity, retry off-peak, or split the DDL into smaller steps")
+    if sqlstate == QUERY_CANCELED:
+        return ("the statement ran past statement_timeout; make it cheaper (batches, "
+                "CONCURRENTLY, NOT VALID) or raise statement_timeout for this revision")
+    return f"fix the revision's {direction}() and run again"
+
+
+# -- public helpers ---------------------------------------------------------------------------
+
+
+def _read_version(conn: Connection, version_table: str, url: UrlLike) -> str | None:
+    if not inspect(conn).has_table(version_table):
+        return None
+    rows = conn.execute(text(f'SELECT version_num FROM "{version_table}"')).scalars().all()
+    if len(rows) > 1:
+        raise LabConfigError(
+            f"database {mask(url)}",
+            f"{version_table} holds several revisions ({', '.join(rows)}).",
+            "the lab applies linear histories; resolve the branches first",
+        )
+    return rows[0] if rows else None
+
+
+def current_revision(
+    url: UrlLike, *, version_table: str = "alembic_version", timeouts: TimeoutSettings | None = None
+) -> str | None:
+    """The revision a database is at (None when it has no version table or no row)."""
+    engine = make_engine(url, timeouts)
+    try:
+        with connect(engine, url) as conn:
+            return _read_version(conn, version_table, url)
+    finally:
+        engine.dispose()
+
+
+def pending_revisions(
+    project: AlembicProject | str | Path, url: UrlLike, target: str = "head", **options: object
+) -> list[str]:
+    """Revisions ``apply_pending`` would run, oldest first."""
+    with Runner(project, url, **options) as runner:  # type: ignore[arg-type]
+        return runner.pending(target)
+
+
+def apply_pending(
+    project: AlembicProject | str | Path,
+    url: UrlLike,
+    target: str = "head",
+    *,
+    timeouts: TimeoutSettings | None = None,
+    retry: RetryPolicy | None = None,
+    version_table: str = "alembic_version",
+) -> ApplyResult:
+    """Upgrade ``url`` to ``target`` one revision at a time (see module docstring).
+
+    Raises ``MigrationFailed`` (with ``at_revision`` verified), ``DatabaseUnavailable``,
+    ``VersionMismatch`` or ``LabConfigError``.
+    """
+    with Runner(project, url, timeouts=timeouts, retry=retry,
+                version_table=version_table) as runner:
+        return runner.upgrade(target)
+
+
+def downgrade(
+    project: AlembicProject | str | Path,
+    url: UrlLike,
+    target: str,
+    *,
+    timeouts: TimeoutSettings | None = None,
+    retry: RetryPolicy | None = None,
+    version_table: str = "alembic_version",
+) -> ApplyResult:
+    """Downgrade ``url`` to ``target`` (a revision or 'base'), one revision at a time."""
+    with Runner(project, url, timeouts=timeouts, retry=retry,
+                version_table=version_table) as runner:
+        return runner.downgrade(target)

@@ -1,0 +1,174 @@
+"""Locate an Alembic project and build in-memory ``Config`` objects for the lab.
+
+The lab never writes to a project's files. It works on any Alembic project whose ``env.py``
+follows the Alembic cookbook: online, use ``config.attributes["connection"]`` when given;
+offline, take the URL from ``config.attributes["url"]`` or ``sqlalchemy.url``. As a safety
+net the lab also overrides ``sqlalchemy.url`` *in memory* with the database it is working on,
+so an ``env.py`` that builds its own engine never reaches a database named in ``alembic.ini``.
+``config.attributes["configure_logger"]`` is set to False (the cookbook flag that tells
+``env.py`` not to call ``fileConfig`` and reset the host's logging).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from alembic.config import Config
+from alembic.script import Script, ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from migrations_lab.errors import LabConfigError
+from migrations_lab.urls import UrlLike, reveal
+
+#: The URL handed to env.py when rendering SQL offline; it is never connected to.
+OFFLINE_URL = "postgresql+psycopg://lab@127.0.0.1/lab_offline"
+
+
+@dataclass(frozen=True)
+class RevisionScript:
+    """One revision file as Alembic sees it."""
+
+    revision: str
+    down_revisions: tuple[str, ...]
+    path: Path
+    module: ModuleType
+
+    @property
+    def down_revision(self) -> str | None:
+        return self.down_revisions[0] if len(self.down_revisions) == 1 else None
+
+    @property
+    def doc(self) -> str:
+        return self.module.__doc__ or ""
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return getattr(self.module, name, default)
+
+
+class AlembicProject:
+    """An Alembic project: a folder holding ``alembic.ini``, or the ini file itself."""
+
+    def __init__(self, path: str | os.PathLike[str], *, ini_section: str = "alembic"):
+        p = Path(path).expanduser()
+        if p.is_dir():
+            ini = p / "alembic.ini"
+            if not ini.is_file():
+                raise LabConfigError(
+                    f"project path {p}",
+                    "holds no alembic.ini.",
+                    "pass the folder that contains alembic.ini, or the ini file itself",
+                )
+        elif p.is_file():
+            ini = p
+        else:
+            raise LabConfigError(
+                f"project path {p}", "does not exist.", "pass an Alembic project's folder"
+            )
+        self.ini_path = ini.resolve()
+        self.root = self.ini_path.parent
+        self.ini_section = ini_section
+        self._script_location = self._resolve_script_location()
+
+    def __repr__(self) -> str:
+        return f"AlembicProject({str(self.ini_path)!r})"
+
+    def _resolve_script_location(self) -> str:
+        cfg = Config(str(self.ini_path), ini_section=self.ini_section)
+        loc = cfg.get_main_option("script_location")
+        if not loc:
+            raise LabConfigError(
+                f"{self.ini_path} [{self.ini_section}]",
+                "has no script_location.",
+                "add `script_location = %(here)s/migrations` (the folder with env.py)",
+            )
+        if ":" in loc and not os.path.isabs(loc) and not Path(loc).exists():
+            return loc  # package resource form, e.g. "myapp:migrations"
+        candidate = Path(loc)
+        if not candidate.is_absolute():
+            here_relative = self.root / candidate
+            candidate = here_relative if here_relative.exists() else Path.cwd() / candidate
+        if not (candidate / "env.py").is_file():
+            raise LabConfigError(
+                f"{self.ini_path} script_location={loc!r}",
+                f"points at {candidate}, which holds no env.py.",
+                "point script_location at the migrations folder (use %(here)s)",
+            )
+        return str(candidate.resolve())
+
+    # -- configs -------------------------------------------------------------------------
+    def config(
+        self,
+        *,
+        url: UrlLike | None = None,
+        connection: Connection | None = None,
+        buffer: StringIO | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> Config:
+        """A fresh in-memory Config; online when ``connection`` is given."""
+        cfg = Config(str(self.ini_path), ini_section=self.ini_section, output_buffer=buffer)
+        cfg.set_main_option("script_location", self._script_location.replace("%", "%%"))
+        target = reveal(url).render_as_string(hide_password=False) if url else OFFLINE_URL
+        cfg.set_main_option("sqlalchemy.url", target.replace("%", "%%"))
+        cfg.attributes["configure_logger"] = False
+        cfg.attributes["url"] = target
+        cfg.attributes["migrations_lab"] = True
+        if connection is not None:
+            cfg.attributes["connection"] = connection
+        if attributes:
+            cfg.attributes.update(attributes)
+        return cfg
+
+    def script_directory(self) -> ScriptDirectory:
+        try:
+            return ScriptDirectory.from_config(self.config())
+        except CommandError as exc:
+            raise LabConfigError(
+                f"{self.ini_path}", f"Alembic cannot read the revisions: {exc}",
+                "fix the revision files (alembic history must work)",
+            ) from None
+
+    # -- revisions -----------------------------------------------------------------------
+    def scripts(self) -> list[RevisionScript]:
+        """All revisions, base first (topological order)."""
+        sd = self.script_directory()
+        try:
+            walked: list[Script] = list(sd.walk_revisions("base", "heads"))
+        except CommandError as exc:
+            raise LabConfigError(
+                f"{self.ini_path}", f"Alembic cannot walk the revision history: {exc}",
+                "fix down_revision links (alembic history must work)",
+            ) from None
+        walked.reverse()
+        return [_wrap(s) for s in walked]
+
+    def heads(self) -> list[str]:
+        return list(self.script_directory().get_heads())
+
+    def relpath(self, path: Path) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def _wrap(script: Script) -> RevisionScript:
+    down = script.down_revision
+    downs: tuple[str, ...]
+    if down is None:
+        downs = ()
+    elif isinstance(down, str):
+        downs = (down,)
+    else:
+        downs = tuple(down)
+    return RevisionScript(
+        revision=script.revision,
+        down_revisions=downs,
+        path=Path(script.path),
+        module=script.module,
+    )

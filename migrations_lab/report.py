@@ -1,0 +1,124 @@
+"""The lab's structured report (pydantic) and its readable rendering."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, computed_field
+
+from migrations_lab.compat import CompatResult
+from migrations_lab.findings import Finding
+from migrations_lab.roundtrip import RoundTrip
+
+
+class RevisionReport(BaseModel):
+    revision: str
+    down_revision: str | None
+    path: str
+    phase: str | None
+    release: str
+    findings: list[Finding] = Field(default_factory=list)
+    linted: bool = False
+    roundtrip: RoundTrip | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        failed_rt = self.roundtrip is not None and self.roundtrip.status == "failed"
+        return not failed_rt and not any(f.failing for f in self.findings)
+
+
+class LabReport(BaseModel):
+    project: str
+    provider: str | None = None
+    seconds: float = 0.0
+    findings: list[Finding] = Field(default_factory=list)  # not tied to one revision
+    revisions: list[RevisionReport] = Field(default_factory=list)
+    compat: list[CompatResult] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return (
+            not any(f.failing for f in self.findings)
+            and all(r.ok for r in self.revisions)
+            and all(c.passed for c in self.compat)
+        )
+
+    def all_findings(self) -> list[Finding]:
+        return [*self.findings, *(f for r in self.revisions for f in r.findings)]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.all_findings() if f.failing) + sum(
+            1 for c in self.compat if not c.passed
+        )
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for f in self.all_findings() if f.severity == "warning")
+
+
+def _finding_lines(f: Finding, indent: str = "    ") -> list[str]:
+    if f.waived is not None:
+        return [f"{indent}[waived] {f.rule}: {f.target or ''} -- {f.waived}".rstrip()]
+    tag = "[error]" if f.severity == "error" else "[warn] "
+    lines = [f"{indent}{tag} {f.check} {f.rule}: {f.message}"]
+    if f.why:
+        lines.append(f"{indent}        why: {f.why}")
+    if f.fix:
+        lines.append(f"{indent}        fix: {f.fix}")
+    return lines
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def format_report(report: LabReport) -> str:
+    """Human-readable, one block per revision."""
+    out = [f"migrations lab: {report.project}"
+           + (f" (provider {report.provider}, {report.seconds:.1f}s)" if report.provider else "")]
+    releases = list(dict.fromkeys(r.release for r in report.revisions))
+    out.append(f"plan: {_n(len(report.revisions), 'revision')} in "
+               f"{_n(len(releases), 'release')}")
+    for f in report.findings:
+        out.extend(_finding_lines(f, "  "))
+    for r in report.revisions:
+        verdict = "ok" if r.ok else "FAIL"
+        out.append("")
+        out.append(f"{r.revision}  {r.phase or '?'}  release {r.release}  {r.path}  {verdict}")
+        lint = [f for f in r.findings if f.check == "lint"]
+        shown = [f for f in r.findings if f.check != "lint" or f.waived is None]
+        waived = [f for f in lint if f.waived is not None]
+        if not r.linted:
+            out.append("    lint: not run")
+        elif not [f for f in lint if f.waived is None]:
+            out.append("    lint: clean" + (f" ({len(waived)} waived)" if waived else ""))
+        if r.roundtrip is not None:
+            steps = " ".join(f"{s.name}:{'ok' if s.ok else 'FAILED'}" for s in r.roundtrip.steps)
+            out.append(f"    round trip: {r.roundtrip.status}" + (f" ({steps})" if steps else ""))
+            for note in r.roundtrip.notes:
+                out.append(f"    note: {note}")
+        for f in shown:
+            out.extend(_finding_lines(f))
+        for f in waived:
+            out.extend(_finding_lines(f))
+    if report.compat:
+        out.append("")
+        out.append("compat:")
+        for c in report.compat:
+            mark = "ok  " if c.passed else "FAIL"
+            out.append(
+                f"  {mark} release {c.suite_release} suite on release {c.schema_release} schema "
+                f"(revision {c.revision or 'base'}, {c.direction}, {c.seconds:.1f}s)"
+            )
+            if not c.passed and c.output_tail:
+                out.extend(f"        | {line}" for line in c.output_tail.splitlines()[-15:])
+    for note in report.notes:
+        out.append(f"note: {note}")
+    out.append("")
+    out.append(
+        f"result: {'PASS' if report.ok else 'FAIL'} ({_n(report.errors, 'error')}, "
+        f"{_n(report.warnings, 'warning')})"
+    )
+    return "\n".join(out)

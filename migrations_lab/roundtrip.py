@@ -1,0 +1,223 @@
+"""Round trip: for every revision, on a seeded database,
+seed -> snapshot P -> upgrade -> snapshot A -> downgrade -> snapshot B -> upgrade -> snapshot C.
+
+Promises checked (every phase; the message says what the phase promised):
+
+- B == P, schema and data: the downgrade puts back what was there. For a contract this means
+  the dropped column/table is restored *and refilled* from the data that superseded it.
+  One tolerance: a migrate's downgrade may leave backfilled values in the columns its
+  ``replaces`` names as new (NULL before -> value after); that is reported as a note.
+- C == A, schema and data: upgrading again gives the same result.
+
+A lossy downgrade is a finding naming the table, the column and what differs. A failing
+step is a finding with the error and the revision the database was left at; when an upgrade
+fails the later revisions are not reached.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection
+
+from migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
+from migrations_lab.connect import TimeoutSettings, connect
+from migrations_lab.errors import LabError
+from migrations_lab.findings import Finding
+from migrations_lab.phases import PhasePlan, RevisionInfo
+from migrations_lab.project import AlembicProject
+from migrations_lab.seed import SeedHook, default_seed
+from migrations_lab.snapshot import Difference, Snapshot, diff_data, diff_schema, take
+from migrations_lab.urls import UrlLike
+
+Status = Literal["passed", "failed", "skipped"]
+
+
+class Step(BaseModel):
+    name: str
+    ok: bool
+    seconds: float
+    detail: str | None = None
+
+
+class RoundTrip(BaseModel):
+    revision: str
+    status: Status = "passed"
+    steps: list[Step] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+_PROMISE = {
+    "expand": "expand is fully reversible",
+    "migrate": "migrate is fully reversible",
+    "contract": "a contract's downgrade must restore what it dropped and refill it from the "
+                "data that superseded it",
+    None: "a downgrade must restore the previous state",
+}
+
+
+def round_trip(
+    project: AlembicProject,
+    plan: PhasePlan,
+    url: UrlLike,
+    *,
+    seed: SeedHook | None = None,
+    timeouts: TimeoutSettings | None = None,
+    retry: RetryPolicy | None = None,
+    version_table: str = "alembic_version",
+    project_findings: list[Finding] | None = None,
+) -> dict[str, RoundTrip]:
+    """Round-trip every revision of a linear plan on the (empty) database at ``url``.
+
+    Findings about the project as a whole (e.g. an env.py that ignores the lab's connection)
+    are appended to ``project_findings`` when given."""
+    results: dict[str, RoundTrip] = {}
+    pairs = plan.replaced_pairs()
+    with Runner(project, url, timeouts=timeouts, retry=retry or RetryPolicy(attempts=1),
+                version_table=version_table) as runner:
+        blocked: str | None = None
+        for info in plan.revisions:
+            if blocked:
+                results[info.revision] = RoundTrip(
+                    revision=info.revision, status="skipped",
+                    notes=[f"not reached: revision {blocked} could not be upgraded"],
+                )
+                continue
+            rt = _one(runner, info, url, seed, pairs, version_table)
+            results[info.revision] = rt
+            if rt.status == "failed" and runner.current() != info.revision:
+                blocked = info.revision
+        if runner.env_ignores_connection and project_findings is not None:
+            project_findings.append(Finding(
+                check="roundtrip", rule="env-ignores-connection", severity="warning",
+                message=ENV_IGNORES_CONNECTION.split(" Fix: ")[0],
+                fix=ENV_IGNORES_CONNECTION.split(" Fix: ")[1],
+            ))
+    return results
+
+
+def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None,
+         pairs: dict[str, str], version_table: str) -> RoundTrip:
+    rt = RoundTrip(revision=info.revision)
+
+    def snap() -> Snapshot:
+        with connect(runner.engine, url) as conn:
+            return take(conn, exclude=(version_table,))
+
+    def step(name: str, fn: Callable[[], object], rule: str) -> bool:
+        started = time.monotonic()
+        try:
+            fn()
+        except LabError as exc:
+            text = f"{exc.where}: {exc.problem}"
+            rt.steps.append(Step(name=name, ok=False, seconds=_since(started), detail=text))
+            rt.findings.append(Finding(
+                check="roundtrip", rule=rule, revision=info.revision, path=info.path,
+                message=text, fix=exc.fix,
+            ))
+            rt.status = "failed"
+            return False
+        rt.steps.append(Step(name=name, ok=True, seconds=_since(started)))
+        return True
+
+    def do_seed() -> None:
+        with connect(runner.engine, url) as conn:
+            _seed(conn, info.down_revision, seed, pairs, rt)
+            conn.commit()
+
+    if not step("seed", do_seed, "seed-failed"):
+        return rt
+    before = snap()
+    if not step("upgrade", lambda: runner.step(info.revision, "upgrade"), "upgrade-failed"):
+        return rt
+    upgraded = snap()
+    if not step("downgrade", lambda: runner.step(info.revision, "downgrade"),
+                "downgrade-failed"):
+        rt.findings[-1].message += f" ({_PROMISE[info.phase]}.)"
+        return rt
+    downgraded = snap()
+    _compare(rt, info, before, downgraded, "downgrade", tolerate=_tolerated(info), pairs=pairs)
+    if not step("upgrade again", lambda: runner.step(info.revision, "upgrade"),
+                "reupgrade-failed"):
+        return rt
+    again = snap()
+    _compare(rt, info, upgraded, again, "upgrade again", tolerate=set(), pairs=pairs)
+    return rt
+
+
+def _seed(conn: Connection, revision: str | None, hook: SeedHook | None,
+          pairs: dict[str, str], rt: RoundTrip) -> None:
+    if hook is not None:
+        hook(conn, revision)
+        return
+    report = default_seed(conn, revision, pairs=pairs)
+    for table, why in report.skipped.items():
+        rt.notes.append(f"seed skipped {table}: {why}")
+
+
+def _tolerated(info: RevisionInfo) -> set[str]:
+    if info.phase != "migrate":
+        return set()
+    return set(info.replaces.values())
+
+
+def _compare(rt: RoundTrip, info: RevisionInfo, expected: Snapshot, got: Snapshot,
+             after: str, *, tolerate: set[str], pairs: dict[str, str]) -> None:
+    schema = diff_schema(expected, got)
+    data = diff_data(expected, got)
+    kept: list[Difference] = []
+    for d in data:
+        target = f"{d.table}.{d.column}" if d.column else d.table
+        if (d.kind == "filled" and (target in tolerate or d.table in tolerate)) or (
+            d.kind == "rows-added" and d.table in tolerate
+        ):
+            rt.notes.append(f"after {after}: {d} (backfilled data kept; allowed for migrate)")
+        else:
+            kept.append(d)
+    if not schema and not kept:
+        return
+    rt.status = "failed"
+    downgrade = after == "downgrade"
+    for rule, diffs, label in (
+        ("downgrade-schema-differs" if downgrade else "reupgrade-schema-differs", schema,
+         "schema"),
+        ("lossy-downgrade" if downgrade else "reupgrade-data-differs", kept, "data"),
+    ):
+        by_table: dict[str, list[Difference]] = {}
+        for d in diffs:
+            by_table.setdefault(d.table, []).append(d)
+        for table, items in by_table.items():
+            what = "; ".join(str(d) for d in items)
+            if downgrade:
+                msg = (f"revision {info.revision} ({info.path}): after downgrade the {label} of "
+                       f"{table} differs from before the upgrade: {what}. "
+                       f"{_PROMISE[info.phase]}.")
+                fix = _fix(info, table, pairs)
+            else:
+                msg = (f"revision {info.revision} ({info.path}): upgrading again gives another "
+                       f"{label} for {table} than the first upgrade: {what}.")
+                fix = "make upgrade() produce the same result after a downgrade"
+            rt.findings.append(Finding(
+                check="roundtrip", rule=rule, revision=info.revision, path=info.path,
+                message=msg, table=table, fix=fix,
+            ))
+
+
+def _fix(info: RevisionInfo, table: str, pairs: dict[str, str]) -> str:
+    if info.phase == "contract":
+        sources = [
+            f"{item} from {pairs.get(item, 'its replacement')}" for item in info.drops
+            if item.split(".")[0] == table
+        ]
+        hint = f" ({', '.join(sources)})" if sources else ""
+        return ("in downgrade(), re-create what upgrade() dropped with its constraints and "
+                f"refill it from the data that superseded it{hint}")
+    return "make downgrade() the exact inverse of upgrade()"
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
