@@ -4,8 +4,17 @@ Register them with ``prefect block register -m blocks``.
 """
 
 from blocks.artifacts import ArtifactStore
+from blocks.docker_target import DockerTarget
 from blocks.environment import Environment
 from blocks.haproxy import HAProxyRouter
 from blocks.process_target import ProcessTarget
+from blocks.registry import ImageRegistry
 
-__all__ = ["ArtifactStore", "Environment", "HAProxyRouter", "ProcessTarget"]
+__all__ = [
+    "ArtifactStore",
+    "DockerTarget",
+    "Environment",
+    "HAProxyRouter",
+    "ImageRegistry",
+    "ProcessTarget",
+]

@@ -11,6 +11,7 @@ from prefect.blocks.core import Block
 from pydantic import Field
 
 from blocks.paths import atomic_write_json, default_state_dir
+from blocks.registry import ImageRegistry
 from blocks.release import Artifact
 from blocks.wheel import sha256_file
 
@@ -25,6 +26,11 @@ class ArtifactStore(Block):
     root: str = Field(
         default_factory=lambda: str(Path(default_state_dir()) / "artifacts"),
         description="Folder holding the artifacts.",
+    )
+    registry: ImageRegistry | None = Field(
+        default=None,
+        description="Where images are built and pushed, for services built as images "
+        "([build].kind = 'image'); their wheels are kept here too.",
     )
 
     def _index(self, service: str, commit: str) -> Path:

@@ -12,11 +12,15 @@ import re
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
+from blocks.docker_target import DockerTarget
 from blocks.haproxy import HAProxyRouter
+from blocks.haproxy_stats import HAProxyStatsSource
 from blocks.ledger import Ledger
 from blocks.live import LiveState, join_live_state
 from blocks.paths import default_state_dir
+from blocks.probe_source import ProbeSource
 from blocks.process_target import ProcessTarget
+from blocks.prometheus import PrometheusSource
 from blocks.settings import StrategySettings, VerificationSettings
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -33,7 +37,9 @@ class Environment(Block):
     )
 
     name: str = Field(description="Environment name: lowercase letters, digits and dashes.")
-    target: ProcessTarget = Field(description="Where instances run.")
+    target: ProcessTarget | DockerTarget = Field(
+        description="Where instances run: local processes (wheels) or containers (images)."
+    )
     router: HAProxyRouter = Field(description="How traffic reaches instances.")
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
@@ -43,9 +49,38 @@ class Environment(Block):
     requires_approval: bool = Field(
         default=False, description="A human must approve before a release reaches it."
     )
+    capacity: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most instances this environment can run at once (None: the router's "
+        "server_slots). A rollout needs room for the stable and the new release together.",
+    )
     state_dir: str = Field(
         default_factory=default_state_dir, description="Folder for this environment's ledger."
     )
+    haproxy_stats: HAProxyStatsSource | None = Field(
+        default_factory=HAProxyStatsSource,
+        description="Metric source: live traffic counters from the router (None: off).",
+    )
+    probes: ProbeSource | None = Field(
+        default_factory=ProbeSource,
+        description="Metric source: synthetic probes straight at instances (None: off).",
+    )
+    prometheus: PrometheusSource | None = Field(
+        default=None, description="Metric source: a Prometheus to query (optional)."
+    )
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_kind(cls, value: object) -> object:
+        """A target saved as a block of its own comes back from the server without its
+        block_type_slug; tell the two kinds apart by their fields, or a DockerTarget would
+        load as a ProcessTarget."""
+        if isinstance(value, dict) and "block_type_slug" not in value:
+            docker_only = set(DockerTarget.model_fields) - set(ProcessTarget.model_fields)
+            kind = DockerTarget if docker_only & value.keys() else ProcessTarget
+            value = {**value, "block_type_slug": kind.get_block_type_slug()}
+        return value
 
     @field_validator("name")
     @classmethod
@@ -60,6 +95,9 @@ class Environment(Block):
     @property
     def url(self) -> str:
         return self.router.frontend_url
+
+    def metric_sources(self) -> list[HAProxyStatsSource | ProbeSource | PrometheusSource]:
+        return [s for s in (self.haproxy_stats, self.probes, self.prometheus) if s is not None]
 
     def ledger(self) -> Ledger:
         return Ledger(self.state_dir, self.name)

@@ -32,6 +32,12 @@ from blocks.paths import default_state_dir, pid_alive
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 
 
+def daemon_env() -> dict[str, str]:
+    """A minimal environment for HAProxy: it outlives the run and needs none of its settings
+    (and must not inherit an API key or any other secret the run has)."""
+    return {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
+
+
 class HAProxyRouter(Block):
     """Routes an environment's traffic with HAProxy; weights change through the runtime API."""
 
@@ -53,6 +59,12 @@ class HAProxyRouter(Block):
         description="Folder for the HAProxy config, pidfile and admin socket.",
     )
     haproxy_bin: str = Field(default="haproxy", description="HAProxy executable.")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve HAProxy's Prometheus exporter on this loopback port (/metrics).",
+    )
 
     @field_validator("frontend_host")
     @classmethod
@@ -146,6 +158,7 @@ class HAProxyRouter(Block):
             admin_socket=str(self.socket_path),
             pidfile=str(self.pidfile),
             server_slots=self.server_slots,
+            metrics_port=self.metrics_port,
         )
         running = self.is_running()
         if running and self.config_path.exists() and self.config_path.read_text() == config:
@@ -189,6 +202,7 @@ class HAProxyRouter(Block):
                     str(self.pidfile),
                     *(extra or []),
                 ],
+                env=daemon_env(),
                 stdout=log,
                 stderr=log,
                 timeout=30,

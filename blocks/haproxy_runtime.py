@@ -30,6 +30,8 @@ class ServerState:
     total_sessions: int
     responses_5xx: int
     responses_2xx: int
+    responses_total: int  # every HTTP response the server gave (hrsp_1xx .. hrsp_other)
+    connection_errors: int  # econ + eresp: requests that got no answer from the server
     avg_response_ms: int
     max_response_ms: int
     check_status: str
@@ -50,7 +52,7 @@ def render_config(
     admin_socket: str,
     pidfile: str,
     server_slots: int,
-    stats_port: int | None = None,
+    metrics_port: int | None = None,
 ) -> str:
     """The whole HAProxy config for one environment: a frontend and a backend of spare slots.
 
@@ -65,11 +67,13 @@ def render_config(
     servers = "\n".join(
         f"    server s{i} 127.0.0.1:{PLACEHOLDER_PORT} disabled" for i in range(server_slots)
     )
-    stats = ""
-    if stats_port:
-        stats = (
-            f"\nfrontend fe_stats\n    bind {frontend_host}:{stats_port}\n"
-            "    stats enable\n    stats uri /\n    stats refresh 2s\n"
+    metrics = ""
+    if metrics_port:
+        # HAProxy's built-in Prometheus exporter, for a Prometheus that scrapes this router.
+        metrics = (
+            f"\nfrontend fe_metrics\n    bind {frontend_host}:{metrics_port}\n"
+            "    http-request use-service prometheus-exporter if { path /metrics }\n"
+            "    http-request return status 404\n"
         )
     return f"""# Written by prefect-delivery; weights change through the admin socket, not here.
 global
@@ -99,7 +103,7 @@ backend {BACKEND}
     balance roundrobin
     default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 check weight 0
 {servers}
-{stats}"""
+{metrics}"""
 
 
 class RuntimeAPI:
@@ -176,6 +180,10 @@ def parse_stat(text: str) -> list[ServerState]:
                 total_sessions=_int(row.get("stot")),
                 responses_5xx=_int(row.get("hrsp_5xx")),
                 responses_2xx=_int(row.get("hrsp_2xx")),
+                responses_total=sum(
+                    _int(row.get(f"hrsp_{c}")) for c in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+                ),
+                connection_errors=_int(row.get("econ")) + _int(row.get("eresp")),
                 avg_response_ms=_int(row.get("rtime")),
                 max_response_ms=_int(row.get("rtime_max")),
                 check_status=row.get("check_status") or "",

@@ -7,9 +7,12 @@ pure function of samples, thresholds and a baseline (see tasks/analysis.py).
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from blocks.haproxy import HAProxyRouter
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -29,6 +32,9 @@ class Samples(BaseModel):
     p95_ms: float | None = None
     p99_ms: float | None = None
     window_s: float = 0.0
+    avg_ms: float | None = Field(
+        default=None, description="Mean latency, when that is all a source knows (HAProxy's rtime)."
+    )
     error: str | None = Field(default=None, description="Set when the source itself failed.")
     status_counts: dict[str, int] = Field(default_factory=dict)
 
@@ -66,19 +72,31 @@ class Samples(BaseModel):
         for key, value in other.status_counts.items():
             counts[key] = counts.get(key, 0) + value
         return Samples(
-            source=self.source,
+            source=self.source
+            if self.source == other.source
+            else f"{self.source} + {other.source}",
             requests=self.requests + other.requests,
             errors=self.errors + other.errors,
             p50_ms=worse(self.p50_ms, other.p50_ms),
             p95_ms=worse(self.p95_ms, other.p95_ms),
             p99_ms=worse(self.p99_ms, other.p99_ms),
-            window_s=self.window_s + other.window_s,
+            avg_ms=worse(self.avg_ms, other.avg_ms),
+            window_s=max(self.window_s, other.window_s),
             error=self.error or other.error,
             status_counts=counts,
         )
 
 
-class MetricSource(Protocol):
-    """Gives samples for some instances (or the frontend) over a window."""
+class MetricScope(BaseModel):
+    """What to measure: some instances of one release (their addresses and router slots)."""
 
-    def measure(self, urls: list[str], window_s: float) -> Samples: ...
+    label: str = Field(description="e.g. 'canary' or 'stable'")
+    addresses: list[str] = Field(description="instance addresses, host:port")
+    servers: dict[str, str] = Field(default_factory=dict, description="address -> router slot")
+    paths: list[str] = Field(default_factory=list, description="endpoints synthetic probes hit")
+
+
+class MetricSource(Protocol):
+    """Gives samples for a scope over a window that starts now; blocks for the window."""
+
+    def measure(self, scope: MetricScope, window_s: float, router: HAProxyRouter) -> Samples: ...

@@ -34,6 +34,22 @@ from blocks.release import Instance, Release
 from blocks.wheel import sha256_file, unpack_wheel
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+PENDING = "pending"  # handle of an instance whose process is being started
+
+
+def find_process(instance_id: str) -> int | None:
+    """The pid of the process started for ``instance_id`` (found by its environment)."""
+    marker = f"DELIVERY_INSTANCE={instance_id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            return int(entry.name)
+    return None
 
 
 class ArtifactIntegrityError(DeliveryError):
@@ -120,6 +136,21 @@ class ProcessTarget(Block):
             DELIVERY_SLOT=slot,
         )
         child_env.update(env or {})
+        instance = Instance(
+            id=instance_id,
+            environment=environment,
+            service=release.service,
+            slot=slot,
+            release=release,
+            host=self.host,
+            port=port,
+            started_at=datetime.now(UTC),
+            handle=PENDING,
+        )
+        # The record comes first: a flow run killed right after the fork still leaves a trace
+        # that the next run's reconciliation finds (the child is found by its environment).
+        record = folder / f"{instance_id}.json"
+        atomic_write_json(record, instance.model_dump(mode="json"))
         log_path = folder / f"{instance_id}.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -131,29 +162,21 @@ class ProcessTarget(Block):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        started = process_start_ticks(proc.pid)
-        instance = Instance(
-            id=instance_id,
-            environment=environment,
-            service=release.service,
-            slot=slot,
-            release=release,
-            host=self.host,
-            port=port,
-            started_at=datetime.now(UTC),
-            handle=f"{proc.pid}:{started}",
-        )
-        atomic_write_json(folder / f"{instance_id}.json", instance.model_dump(mode="json"))
+        instance.handle = f"{proc.pid}:{process_start_ticks(proc.pid)}"
+        atomic_write_json(record, instance.model_dump(mode="json"))
         return instance
 
     @staticmethod
     def _pid(instance: Instance) -> tuple[int, int | None]:
+        if instance.handle == PENDING:
+            pid = find_process(instance.id)
+            return (pid or 0), (process_start_ticks(pid) if pid else None)
         pid, _, ticks = instance.handle.partition(":")
         return int(pid), int(ticks) if ticks and ticks != "None" else None
 
     def _is_alive(self, instance: Instance) -> bool:
         pid, ticks = self._pid(instance)
-        if not pid_alive(pid):
+        if not pid or not pid_alive(pid):
             return False
         return ticks is None or process_start_ticks(pid) == ticks
 

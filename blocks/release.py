@@ -55,6 +55,10 @@ class Artifact(BaseModel):
     digest: str = Field(description="'sha256:<hex>' of the wheel file or the image manifest")
     uri: str = Field(description="path of the wheel in the artifact store, or 'repo@sha256:...'")
     filename: str | None = None
+    wheel_uri: str | None = Field(
+        default=None,
+        description="image: the wheel (in the artifact store) it installs; tests run against it",
+    )
 
     @property
     def short_digest(self) -> str:

@@ -3,8 +3,13 @@
     delivery demo                       deliver hello-service twice (release 1, then 2)
     delivery run SERVICE_DIR            deliver one commit of a service
     delivery status [--json]            what is live in each environment (read live)
+    delivery rollback ENV               return ENV to its previous verified release
     delivery down                       stop every instance and HAProxy the project started
     delivery setup                      create local blocks (artifact store, staging, production)
+    delivery demo|setup --target docker the container path: images, a registry, DockerTarget
+    delivery server-setup               a Prefect server: block types, work pool, automations
+    delivery approve|reject RUN_ID      answer a run waiting at its approval gate
+    delivery monitor-alert ENV          a monitor's failed check: rolls ENV back (automation)
 
 Runs flows on the Prefect API the active profile names; without one, Prefect's ephemeral API
 (nothing to start). Analytics are off.
@@ -195,6 +200,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from flows.rollback import rollback
+
+    outcome = rollback(environment=args.environment, to=args.to, reason=args.reason)
+    if outcome.status == "already-there":
+        print(f"{outcome.environment} already serves {outcome.to_release.label}")
+    else:
+        how = "restarted from its artifact" if outcome.restarted else "still warm"
+        print(
+            f"{outcome.environment} rolled back to {outcome.to_release.label} ({how}); "
+            f"traffic switch {outcome.switch_ms:.1f}ms, {outcome.seconds:.1f}s in all"
+        )
+    return EXIT_OK
+
+
+def _container_options(args: argparse.Namespace) -> dict:
+    """LocalSetup fields of --target/--registry/--base-image ('auto': offline base if here)."""
+    if args.target != "docker":
+        return {"target": args.target}
+    from pydantic import ValidationError
+
+    from blocks.errors import ConfigError
+    from blocks.registry import ImageRegistry
+    from flows.setup import pick_base_image
+
+    try:
+        ImageRegistry(address=args.registry)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError("--registry", f"{problem}.", "e.g. --registry 127.0.0.1:5000") from None
+    base = pick_base_image(args.registry) if args.base_image == "auto" else args.base_image
+    print(
+        f"Container path: images pushed to {args.registry}, built FROM "
+        f"{base or 'the Dockerfile default (python:3.11-slim-bookworm)'}"
+    )
+    return {"target": "docker", "registry": args.registry, "base_image": base or None}
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from flows.setup import LocalSetup, create_local_blocks
 
@@ -209,6 +252,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
             keep_previous_s=args.keep_previous_s,
             instances=args.instances,
             production_requires_approval=not args.no_approval,
+            **_container_options(args),
         )
     )
     for name, url in urls.items():
@@ -217,7 +261,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import prepare_repo, set_version
+    from flows.demo import prepare_repo, set_build_kind, set_version
     from flows.setup import LocalSetup, create_local_blocks
 
     state = _state_dir(args.state_dir)
@@ -231,9 +275,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bake_s=args.bake_s,
             keep_previous_s=0,
             instances=args.instances,
+            **_container_options(args),
         )
     )
     repo = prepare_repo(state)
+    if args.target == "docker":
+        set_build_kind(repo, "image")
     set_version(repo, "1.0.0")
     first = repo.commit_all("hello-service 1.0.0")
     print(f"Demo: delivering release 1 (1.0.0, commit {first[:12]})")
@@ -275,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--strategy", default="blue-green", help="blue-green, canary or rolling")
         p.add_argument("--instances", type=int, default=1)
         p.add_argument("--bake-s", type=float, default=5.0, help="production bake window")
+        p.add_argument(
+            "--target",
+            choices=["process", "docker"],
+            default="process",
+            help="process: wheels as local processes; docker: images in containers",
+        )
+        p.add_argument("--registry", default="127.0.0.1:5000", help="docker: registry host:port")
+        p.add_argument(
+            "--base-image",
+            default="auto",
+            help="docker: BASE_IMAGE build arg ('auto': <registry>/prefect-delivery/"
+            "python-web:3.11 when present, else the Dockerfile's python:3.11-slim-bookworm)",
+        )
 
     demo = sub.add_parser("demo", help="deliver hello-service twice, release 1 then release 2")
     local_options(demo)
@@ -295,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shards", type=int, help="parallel test shards")
     run.set_defaults(func=cmd_run)
 
+    rb = sub.add_parser("rollback", help="return an environment to its previous verified release")
+    rb.add_argument("environment")
+    rb.add_argument("--to", help="digest or commit of a verified release (default: the previous)")
+    rb.add_argument("--reason", default="requested from the command line")
+    rb.set_defaults(func=cmd_rollback)
+
     status = sub.add_parser("status", help="what is live in each environment, read live")
     status.add_argument("--json", action="store_true")
     status.add_argument("--env", action="append")
@@ -303,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop every instance and HAProxy of the environments")
     down.add_argument("--env", action="append")
     down.set_defaults(func=cmd_down)
+
+    from flows.cli_server import add_server_commands  # server-setup, approve, reject, ...
+
+    add_server_commands(sub)
     return parser
 
 

@@ -5,31 +5,56 @@
 Composition only. Each stage is a task (or the deploy subflow); a failed gate stops the run.
 Production is reachable only through a verified staging of the same digest, checked against
 the staging ledger, not assumed.
+
+Final states (what ``prefect deployment run ... --watch`` exits with):
+
+- Completed (exit 0): the release reached every environment (production included).
+- Failed (exit 1): a gate or a fault stopped it; ``Rejected`` when the approver said no and
+  ``ApprovalTimedOut`` when nobody answered in time (both Failed-type states: nothing past the
+  gate was touched, and CI must not count the run as a release).
+
+A run that waits with ``approval_mode="suspend"`` is started again from the top after the
+answer: the build is once per commit, a passing test suite once per commit and digest
+(tasks/test_record.py), and an environment this run already finished is skipped
+(tasks/checkpoint.py), so everything before the gate is idempotent.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, unmapped
 from prefect.futures import wait as wait_futures
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
+from prefect.states import Failed
 
 from blocks.artifacts import ArtifactStore
 from blocks.environment import Environment
-from blocks.errors import ConfigError, DeliveryError, GateFailed
+from blocks.errors import ConfigError, DeliveryError, GateFailed, VerdictError
 from blocks.release import Release
 from flows.deploy import DeployOutcome, deploy
-from tasks.approve import ApprovalDecision, auto_decision, request_approval
+from tasks import checkpoint, events
+from tasks.approve import (
+    ApprovalDecision,
+    UpstreamEvidence,
+    auto_decision,
+    record_decision,
+    request_approval,
+    upstream_evidence,
+)
 from tasks.build import build, checkout, lint
+from tasks.commit_param import CommitInput, commit_id
 from tasks.deploy import restore, retire, retire_previous
 from tasks.log import run_logger
 from tasks.monitor import bake
 from tasks.report import DeliverySummary
 from tasks.source import resolve_source
-from tasks.test import gate, merge, prepare_test_tree, record_durations, run_shard
+from tasks.test import SuiteReport, gate, merge, prepare_test_tree, record_durations, run_shard
+from tasks.test_record import passed_before, record_pass
 
 
 class DeliveryFailed(DeliveryError):
@@ -38,6 +63,13 @@ class DeliveryFailed(DeliveryError):
     def __init__(self, message: str, summary: DeliverySummary):
         super().__init__(message)
         self.summary = summary
+
+    def __reduce__(self):  # picklable with its summary (a persisted Failed state's data)
+        return (type(self), (str(self), self.summary))
+
+
+#: Names of the Failed-type final states of a run that stopped at the approval gate.
+FINAL_STATE_NAMES = {"rejected": "Rejected", "timed-out": "ApprovalTimedOut"}
 
 
 def default_shards() -> int:
@@ -75,27 +107,42 @@ def require_verified_upstream(upstream: Environment, release: Release) -> None:
 @flow(name="delivery", flow_run_name="deliver {service_dir} @ {commit}", log_prints=True)
 def delivery(
     service_dir: str,
-    commit: str = "HEAD",
+    commit: CommitInput = "HEAD",
     environments: list[str] | None = None,
     auto_approve: bool = False,
     artifact_store: str = "artifacts",
     shards: int | None = None,
     approval_timeout_s: int = 3600,
+    approval_mode: Literal["pause", "suspend"] = "pause",
 ) -> DeliverySummary:
     """Carry one commit of the service in ``service_dir`` through every environment in order.
 
     Args:
-        service_dir: folder of the service (holds delivery.toml), inside a git repository.
-        commit: the commit to deliver (a SHA or a ref), HEAD by default.
+        service_dir: folder of the service (holds delivery.toml), inside a git repository;
+            relative paths are resolved from the working directory (the project folder in
+            a deployment).
+        commit: the commit to deliver (a SHA or a ref), HEAD by default. Numbers that
+            `prefect deployment run -p commit=...` parsed as JSON are taken back as the
+            digits typed; a float is refused (quote it: -p 'commit="1e10"').
         environments: Environment block names in promotion order.
         auto_approve: satisfy approval gates automatically (recorded as such).
         artifact_store: name of the ArtifactStore block that keeps built wheels.
         shards: test shards run in parallel (default: CPU count, at least 2).
         approval_timeout_s: how long an approval gate waits for a human.
+        approval_mode: "pause" keeps the run's process waiting at the gate; "suspend" exits
+            it (nothing is held while a person decides) and restarts the run from the top
+            after the answer (deployments only).
     """
     logger = run_logger()
     names = list(environments or ["staging", "production"])
-    source = resolve_source(service_dir, commit)
+    run_id = str(flow_run.get_id()) if flow_run.get_id() else None
+    if approval_mode == "suspend" and not deployment.id:
+        raise ConfigError(
+            "approval_mode",
+            "'suspend' needs a run of a deployment (a worker restarts it after the answer).",
+            "run it through a deployment (prefect.yaml), or use approval_mode='pause'.",
+        )
+    source = resolve_source(service_dir, commit_id(commit))
     summary = DeliverySummary(service=Path(service_dir).name, commit=source.commit)
     envs = _check_environments(names)
     store = ArtifactStore.load(artifact_store)
@@ -111,62 +158,140 @@ def delivery(
             record.detail = f"{release.artifact.filename} {release.digest}"
 
         with summary.stage("test") as record:
-            started = time.perf_counter()
-            artifact_dir = prepare_test_tree(Path(co.path), release, co.manifest.test.paths)
-            durations = Path(store.root) / release.service / "test-durations.json"
-            futures = run_shard.map(
-                source_dir=unmapped(co.path),
-                artifact_dir=unmapped(str(artifact_dir)),
-                paths=unmapped(co.manifest.test.paths),
-                index=list(range(count)),
-                count=unmapped(count),
-                timeout_s=unmapped(co.manifest.test.timeout_s),
-                durations_file=unmapped(str(durations)),
-                extra_args=unmapped(co.manifest.test.pytest_args),
-            )
-            wait_futures(futures)
-            report = merge([f.result() for f in futures], time.perf_counter() - started)
-            record.detail = report.summary()
-            logger.info(
-                "Tests: %s; slowest: %s",
-                report.summary(),
-                [f"{c.nodeid} {c.seconds:.2f}s" for c in report.slowest],
-            )
-            gate(report)
-            record_durations([c for f in futures for c in f.result().cases], durations)
+            passed = passed_before(store.root, release)
+            if passed is None:
+                report = _run_tests(co, release, store, count, record)
+                record_pass(store.root, release, report, run_id)
+            else:
+                record.detail = (
+                    f"{passed.report.summary()}; reused: passed for this commit and digest "
+                    f"at {passed.recorded_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                logger.info("Tests: %s", record.detail)
 
         previous: Environment | None = None
+        evidence: UpstreamEvidence | None = None
         for env in envs:
             if previous is not None:
                 require_verified_upstream(previous, release)
             if env.requires_approval:
                 with summary.stage(f"approval {env.name}") as record:
-                    decision = _approve(env, release, auto_approve, approval_timeout_s, summary)
+                    decision = _approve(
+                        env,
+                        release,
+                        auto_approve,
+                        approval_timeout_s,
+                        approval_mode,
+                        evidence,
+                        summary,
+                        run_id,
+                    )
                     record.detail = f"{decision.approver}: {decision.reason}"[:200]
                     if not decision.approved:
-                        record.result = "rejected"
-                        summary.outcome = "rejected"
-                        summary.reason = f"{env.name} rejected by {decision.approver}"
+                        record.result = "timed out" if decision.timed_out else "rejected"
+                        summary.outcome = decision.kind
+                        summary.reason = (
+                            f"{env.name}: approval timed out after {approval_timeout_s}s; "
+                            f"{env.name} was not touched"
+                            if decision.timed_out
+                            else f"{env.name} rejected by {decision.approver}: {decision.reason}"
+                        )[:300]
                         break
-            with summary.stage(env.name) as record:
+            done = checkpoint.finished(env.state_dir, run_id, env.name, release)
+            if done is not None:
+                with summary.stage(env.name) as record:
+                    record.result = "skipped"
+                    record.detail = f"finished earlier in this run: {done.detail}"[:200]
+                    summary.urls[env.name] = env.url
+                logger.info("%s: this run already finished it (%s)", env.name, done.detail)
+                evidence = done.evidence
+                previous = env
+                continue
+            with summary.stage(env.name) as record, _failures_as_events(env, release):
                 outcome = deploy(env.name, release)
                 summary.urls[env.name] = env.url
-                record.detail = _deploy_detail(outcome)
+                record.detail = deployed_detail = _deploy_detail(outcome)
+            if outcome.status == "deployed":
+                events.deployed(
+                    env.name,
+                    release,
+                    outcome.strategy,
+                    outcome.verification.verdict.line() if outcome.verification else "",
+                )
             if env.bake_s > 0 and outcome.status == "deployed":
                 with summary.stage(f"monitor {env.name}") as record:
                     _monitor(env, release, outcome, record)
             if outcome.status == "deployed":
                 retire_previous(env, outcome.previous_instances, outcome.cutover_at)
+                if previous is not None:
+                    events.promoted(env.name, release, upstream=previous.name)
+            evidence = upstream_evidence(
+                env, release, outcome.verification.verdict if outcome.verification else None
+            )
+            checkpoint.mark_finished(
+                env.state_dir, run_id, env.name, release, outcome.status, deployed_detail, evidence
+            )
             previous = env
     except DeliveryError as exc:
         summary.outcome = "failed"
         summary.reason = str(exc).splitlines()[0][:300]
         _finish(summary)
         raise DeliveryFailed(str(exc), summary) from exc
+    if summary.outcome in FINAL_STATE_NAMES:
+        _finish(summary)
+        # Not Completed: `prefect deployment run --watch` exits 0 only for a release that
+        # reached production. The summary travels as the state's data (raised in-process).
+        return Failed(
+            name=FINAL_STATE_NAMES[summary.outcome],
+            message=summary.reason,
+            data=DeliveryFailed(summary.reason, summary),
+        )
     if summary.outcome == "running":
         summary.outcome = "delivered"
     _finish(summary)
     return summary
+
+
+def _run_tests(co, release: Release, store: ArtifactStore, count: int, record) -> SuiteReport:
+    """The suite in parallel shards (mapped tasks); returns the merged report after the gate."""
+    logger = run_logger()
+    started = time.perf_counter()
+    artifact_dir = prepare_test_tree(Path(co.path), release, co.manifest.test.paths)
+    durations = Path(store.root) / release.service / "test-durations.json"
+    futures = run_shard.map(
+        source_dir=unmapped(co.path),
+        artifact_dir=unmapped(str(artifact_dir)),
+        paths=unmapped(co.manifest.test.paths),
+        index=list(range(count)),
+        count=unmapped(count),
+        timeout_s=unmapped(co.manifest.test.timeout_s),
+        durations_file=unmapped(str(durations)),
+        extra_args=unmapped(co.manifest.test.pytest_args),
+    )
+    wait_futures(futures)
+    report = merge([f.result() for f in futures], time.perf_counter() - started)
+    record.detail = report.summary()
+    logger.info(
+        "Tests: %s; slowest: %s",
+        report.summary(),
+        [f"{c.nodeid} {c.seconds:.2f}s" for c in report.slowest],
+    )
+    gate(report)
+    record_durations([c for f in futures for c in f.result().cases], durations)
+    return report
+
+
+@contextmanager
+def _failures_as_events(env: Environment, release: Release):
+    """A verdict against the release in an environment becomes a verification-failed event
+    (source: pipeline; the deploy flow has already put traffic back) and a rolled-back one."""
+    try:
+        yield
+    except VerdictError as exc:
+        gate_name = getattr(exc, "gate", "verification")
+        events.verification_failed(env.name, release, str(exc)[:500], gate=gate_name)
+        events.rolled_back(env.name, release, f"{gate_name}: {str(exc)[:300]}")
+        raise
 
 
 def _approve(
@@ -174,20 +299,25 @@ def _approve(
     release: Release,
     auto_approve: bool,
     timeout_s: int,
+    mode: str,
+    evidence: UpstreamEvidence | None,
     summary: DeliverySummary,
+    run_id: str | None,
 ) -> ApprovalDecision:
     if auto_approve:
         decision = auto_decision(env.name, release, by="auto-approve")
     else:
-        decision = request_approval(env, release, summary, timeout_s, str(flow_run.get_id()))
-    env.ledger().append(
-        "approved" if decision.approved else "rejected",
-        release,
-        str(flow_run.get_id()),
-        approver=decision.approver,
-        reason=decision.reason,
-        automatic=decision.automatic,
-    )
+        decision = request_approval(
+            env,
+            release,
+            evidence,
+            summary.markdown(),
+            timeout_s,
+            run_id or "",
+            mode=mode,
+            migration_phase=None,  # hook: the migration stage passes the release's phase here
+        )
+    record_decision(env, decision, run_id)
     return decision
 
 
@@ -210,6 +340,9 @@ def _monitor(env: Environment, release: Release, outcome: DeployOutcome, record)
         env.ledger().append(
             "rolled-back", release, str(flow_run.get_id()), reason="; ".join(result.reasons)
         )
+        reason = "; ".join(result.reasons)
+        events.verification_failed(env.name, release, reason, gate="monitor")
+        events.rolled_back(env.name, release, f"bake window: {reason}", to=outcome.previous)
         raise GateFailed("monitor", f"bake window in {env.name}: " + "; ".join(result.reasons))
 
 

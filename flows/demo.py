@@ -68,3 +68,11 @@ def set_fault(repo: DemoRepo, fault: str) -> None:
     settings.write_text(
         re.sub(r'^fault = ".*"$', f'fault = "{fault}"', settings.read_text(), flags=re.M)
     )
+
+
+def set_build_kind(repo: DemoRepo, kind: str) -> None:
+    """Build the next commit as a wheel (process target) or an image (docker target)."""
+    manifest = Path(repo.path) / "delivery.toml"
+    manifest.write_text(
+        re.sub(r'^kind = "[a-z]+"', f'kind = "{kind}"', manifest.read_text(), count=1, flags=re.M)
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
@@ -21,6 +22,7 @@ from tasks import strategies
 from tasks.deploy import launch, reconcile, replace, restore, retire, shift
 from tasks.log import run_logger
 from tasks.report import publish_table
+from tasks.rollout_analysis import Action, StepAnalysis, analyze_step
 from tasks.verify import VerificationResult, measure_baseline, verify
 
 
@@ -42,7 +44,9 @@ class DeployOutcome(BaseModel):
     new_instances: list[Instance] = Field(default_factory=list)
     baseline: Samples | None = None
     verification: VerificationResult | None = None
+    analyses: list[StepAnalysis] = Field(default_factory=list)
     steps: list[StepRecord] = Field(default_factory=list)
+    failure: str | None = None
     cutover_at: datetime | None = None
 
 
@@ -79,6 +83,12 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
         return outcome
 
     plan = strategies.plan(env.strategy, has_stable=rec.stable is not None)
+    strategies.check_capacity(
+        env.name,
+        env.strategy,
+        len(rec.stable_instances),
+        min(env.capacity or env.router.server_slots, env.router.server_slots),
+    )
     logger.info(
         "Deploying %s to %s with %s: %s",
         release.label,
@@ -112,12 +122,26 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
                     detail = f"{change.percent_new:.0f}% new, {change.took_ms:.1f}ms"
                     if change.percent_new >= 100:
                         outcome.cutover_at = datetime.now(UTC)
-                case strategies.Analyze():
-                    from flows.analysis_step import run_analysis  # canary analysis
-
-                    detail = run_analysis(env, release, rec, new_instances, step, outcome)
+                case strategies.Analyze(label=label):
+                    analysis = analyze_step(
+                        env,
+                        release,
+                        new_instances,
+                        rec.stable_instances,
+                        label,
+                        step.window_s,
+                        step.interval_s,
+                        step.max_extensions,
+                    )
+                    outcome.analyses.append(analysis)
+                    _publish_analysis(env.name, analysis)
+                    if analysis.action is not Action.PROMOTE:
+                        raise GateFailed("analysis", analysis.summary())
+                    detail = analysis.summary()
                 case strategies.Verify():
-                    result = verify(env, release, outcome.baseline)
+                    result = verify(
+                        env, release, outcome.baseline, new_instances, rec.stable_instances
+                    )
                     outcome.verification = result
                     if not result.passed:
                         raise GateFailed("verification", "; ".join(result.reasons()))
@@ -126,9 +150,17 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
                 StepRecord(step=strategies.describe(step), result="done", detail=detail)
             )
     except BaseException as exc:
+        outcome.failure = str(exc)
         outcome.steps.append(StepRecord(step="rollout", result="failed", detail=str(exc)[:300]))
-        _roll_back(env, release, rec.stable_instances, new_instances, exc)
-        _publish_steps(outcome)
+        try:
+            _roll_back(env, release, rec.stable_instances, new_instances, exc)
+            outcome.steps.append(
+                StepRecord(
+                    step="rollback", result="done", detail="traffic back on the stable release"
+                )
+            )
+        finally:
+            _publish_report(outcome)
         raise
 
     ledger.append(
@@ -138,7 +170,7 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
         previous=rec.stable.digest if rec.stable else None,
         verdict=outcome.verification.verdict.line() if outcome.verification else "",
     )
-    _publish_steps(outcome)
+    _publish_report(outcome)
     logger.info("%s now serves %s (verified)", env.name, release.label)
     return outcome
 
@@ -163,7 +195,70 @@ def _roll_back(
     env.ledger().append("failed", release, _run_id(), reason=str(cause)[:500])
 
 
-def _publish_steps(outcome: DeployOutcome) -> None:
+def _publish_analysis(environment: str, analysis: StepAnalysis) -> None:
+    """One table artifact per analysis step: every interval's numbers and decision."""
+    try:
+        publish_table(
+            key=f"analysis-{environment}-{_slug(analysis.label)}",
+            rows=[r.model_dump(mode="json") for r in analysis.intervals],
+            description=f"{environment}: {analysis.summary()}",
+        )
+    except Exception as exc:  # an artifact is a record, not a gate
+        run_logger().warning("could not publish the analysis table: %s", exc)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def report_markdown(outcome: DeployOutcome) -> str:
+    """Why the rollout was promoted or rolled back, with every measurement that decided it."""
+    head = (
+        f"# {outcome.strategy} deploy of `{outcome.release.label}` to {outcome.environment}: "
+        f"**{'rolled back' if outcome.failure else outcome.status}**\n"
+    )
+    if outcome.failure:
+        head += f"\n> {outcome.failure.splitlines()[0][:500]}\n"
+    if outcome.previous:
+        head += f"\n- previous (stable): `{outcome.previous.label}`"
+    if outcome.baseline:
+        b = outcome.baseline
+        head += (
+            f"\n- baseline on the stable release: {b.requests} requests, "
+            f"p95 {b.p95_ms or 0:.1f} ms, errors {b.errors}"
+        )
+    steps = "\n".join(
+        f"| {s.step} | {s.result} | {s.detail.replace('|', '/')[:240]} |" for s in outcome.steps
+    )
+    body = f"\n\n## Steps\n\n| step | result | detail |\n|---|---|---|\n{steps}\n"
+    for analysis in outcome.analyses:
+        rows = "\n".join(
+            f"| {r.elapsed_s} | {r.new_requests} | {r.new_errors} | {r.new_error_rate:.2%} | "
+            f"{_ms(r.new_p95_ms)} | {_ms(r.stable_p95_ms)} | {_ms(r.p95_limit_ms)} | "
+            f"{r.outcome} | {r.action} |"
+            for r in analysis.intervals
+        )
+        body += (
+            f"\n## Analysis: {analysis.label} -> {analysis.action.value}\n\n"
+            "| s | requests | errors | error rate | p95 new | p95 stable | p95 limit | verdict "
+            f"| action |\n|---|---|---|---|---|---|---|---|---|\n{rows}\n"
+        )
+    if outcome.verification:
+        v = outcome.verification
+        body += (
+            f"\n## Verification through {v.url}\n\n- health: {v.health_status}\n"
+            f"- serving commits: {', '.join(c[:12] for c in v.serving_commits)}\n"
+            f"- critical endpoints: {'; '.join(v.smoke_problems) or 'all as the manifest says'}\n"
+            f"- {v.verdict.line()}\n"
+        )
+    return head + body
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
+def _publish_report(outcome: DeployOutcome) -> None:
     try:
         publish_table(
             key=f"deploy-steps-{outcome.environment}",
@@ -171,5 +266,11 @@ def _publish_steps(outcome: DeployOutcome) -> None:
             description=f"Steps of the {outcome.strategy} deploy of {outcome.release.label} "
             f"to {outcome.environment}",
         )
+        create_markdown_artifact(
+            markdown=report_markdown(outcome),
+            key=f"deploy-report-{outcome.environment}",
+            description=f"Why {outcome.release.label} was "
+            f"{'rolled back' if outcome.failure else 'promoted'} in {outcome.environment}",
+        )
     except Exception as exc:  # an artifact is a record, not a gate
-        run_logger().warning("could not publish the step table: %s", exc)
+        run_logger().warning("could not publish the deploy report: %s", exc)

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--provider", choices=["local", "docker"], default="local",
                    help="where the ephemeral PostgreSQL runs (default: local binaries)")
     c.add_argument("--image", default=None, help="image for --provider docker "
-                   "(default postgres:16)")
+                   "(default: $MIGRATIONS_LAB_PG_IMAGE, else postgres:16)")
     c.add_argument("--pull", action="store_true",
                    help="with --provider docker: pull the image when it is not present")
     c.add_argument("--compat", action="append", default=[], metavar="RELEASE=COMMAND",

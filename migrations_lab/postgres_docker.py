@@ -3,13 +3,19 @@
 Same interface as :class:`migrations_lab.postgres.LocalPostgres`. The container uses host
 networking and listens on 127.0.0.1 only, on a free port; its superuser password is random
 per run (a throwaway credential of a throwaway server, passed as ``POSTGRES_PASSWORD`` as the
-image requires). The image is configurable (default ``postgres:16``); it is pulled only when
+image requires). The image is configurable: ``image=``, else the environment variable
+``MIGRATIONS_LAB_PG_IMAGE`` (read when the config is made), else ``postgres:16``. Any image
+that follows the official postgres image's contract works (``POSTGRES_USER`` /
+``POSTGRES_PASSWORD`` / ``POSTGRES_DB`` / ``POSTGRES_INITDB_ARGS``, command
+``postgres -c key=value ...``), e.g. the one ``.ci/docker/postgres-image.sh`` builds without
+Docker Hub, ``127.0.0.1:5000/prefect-delivery/postgres:15``. The image is pulled only when
 ``pull=True`` and it is not present locally.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from typing import Any
 
@@ -19,12 +25,20 @@ from migrations_lab.errors import LabConfigError, PostgresStartError
 from migrations_lab.postgres import FAST_SETTINGS, SUPERUSER, PostgresCluster, free_port
 
 LABEL = "migrations_lab"
+#: Environment variable naming the default image; unset or empty: :data:`DEFAULT_IMAGE`.
+IMAGE_ENV = "MIGRATIONS_LAB_PG_IMAGE"
+DEFAULT_IMAGE = "postgres:16"
+
+
+def default_image() -> str:
+    """``$MIGRATIONS_LAB_PG_IMAGE`` when set and not empty, else ``postgres:16``."""
+    return os.environ.get(IMAGE_ENV, "").strip() or DEFAULT_IMAGE
 
 
 class DockerPostgresConfig(BaseModel):
     """What the container provider needs; validated at the edge."""
 
-    image: str = Field(default="postgres:16", min_length=1)
+    image: str = Field(default_factory=default_image, min_length=1)
     pull: bool = False
     port: int | None = Field(default=None, ge=1024, le=65535)
     settings: dict[str, str] = Field(default_factory=dict)
@@ -126,7 +140,9 @@ class DockerPostgres(PostgresCluster):
     def _stop_server(self) -> None:
         if self.container is not None:
             with contextlib.suppress(Exception):
-                self.container.remove(force=True)
+                # v=True: also the anonymous volume an image's VOLUME (the official
+                # image's PGDATA) gave the container; it would outlive it otherwise
+                self.container.remove(force=True, v=True)
             self.container = None
         if self._client is not None:
             with contextlib.suppress(Exception):

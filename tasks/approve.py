@@ -1,33 +1,63 @@
 """Approval stage: the single gate between a verified staging and production.
 
 ``auto_approve`` satisfies it and is recorded as such (for demos and trusted pipelines);
-otherwise the flow run pauses and waits for a human's ``Approval`` from the Prefect UI or
-``delivery approve``.
+otherwise the flow run waits for a human's ``Approval`` from the Prefect UI (Resume on the
+paused run) or from ``delivery approve`` / ``delivery reject``:
+
+- ``mode="pause"`` (default): ``pause_flow_run``; the run's process waits (and keeps sending
+  heartbeats) until the answer or the timeout.
+- ``mode="suspend"``: ``suspend_flow_run``; the process exits and no infrastructure is held
+  while a person decides; on resume Prefect starts the run again from the top and the flow
+  reaches this gate again, where the already-fired pause key returns the answer at once.
+  Everything before the gate is idempotent for that (see flows/delivery.py).
+
+The pause key is one per environment and run (``approve-<env>-<run id>``); ``delivery
+approve`` uses it to tell an approval gate from any other pause. Every decision (approved,
+rejected, timed out, automatic) is recorded in the environment's ledger, as a markdown
+artifact (``approval-<env>``) and as a ``delivery.release.approval-decided`` event.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+from uuid import UUID
 
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
+from blocks.errors import ConfigError, DeliveryError
 from blocks.release import Release
+from tasks import events
+from tasks.analysis import Verdict
 from tasks.log import run_logger
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
+KEY_PREFIX = "approve-"
+UUID_TAIL = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+Mode = Literal["pause", "suspend"]
+DecisionKind = Literal["approved", "rejected", "timed-out", "automatic"]
 
 
 class Approval(RunInput):
     """What the approver fills in on the Resume form."""
 
-    approved: bool = Field(description="Approve this release for the environment?")
-    approver: str = Field(description="Who decides (name or handle); recorded with the release.")
-    reason: str = Field(description="Why; recorded with the release and shown in its history.")
+    approved: bool = Field(
+        default=False,
+        description="Switch on to approve this release for the environment; leave off to "
+        "reject it (nothing is deployed there).",
+    )
+    approver: str = Field(
+        min_length=1,
+        description="Who decides (name or handle); recorded with the release in its history.",
+    )
+    reason: str = Field(
+        min_length=1,
+        description="Why (a ticket, a change window, what you checked); recorded with the "
+        "decision.",
+    )
 
 
 class ApprovalDecision(BaseModel):
@@ -38,12 +68,66 @@ class ApprovalDecision(BaseModel):
     reason: str
     decided_at: datetime
     automatic: bool
+    kind: DecisionKind = "approved"
+
+    @property
+    def timed_out(self) -> bool:
+        return self.kind == "timed-out"
+
+
+class UpstreamEvidence(BaseModel):
+    """What the upstream environment (staging) proved about the release, with the numbers."""
+
+    environment: str
+    url: str
+    how: str  # e.g. "verified in this run", "already live: verified by run ... at ..."
+    verdict: Verdict | None = None
+    verdict_line: str = ""
+    latency_tolerance: float | None = None
+    latency_slack_ms: float | None = None
+
+
+def upstream_evidence(env: Any, release: Release, verdict: Verdict | None) -> UpstreamEvidence:
+    """The evidence an environment holds for a release: this run's verdict, or the ledger's."""
+    settings = env.verification
+    if verdict is not None:
+        return UpstreamEvidence(
+            environment=env.name,
+            url=env.url,
+            how="verified in this run",
+            verdict=verdict,
+            verdict_line=verdict.line(),
+            latency_tolerance=settings.latency_tolerance,
+            latency_slack_ms=settings.latency_slack_ms,
+        )
+    entry = env.ledger().last("verified", release.digest)
+    how = (
+        f"already live there: verified by run {entry.run_id} at {entry.at:%Y-%m-%d %H:%M:%S} UTC"
+        if entry is not None
+        else "already live there"
+    )
+    return UpstreamEvidence(
+        environment=env.name,
+        url=env.url,
+        how=how,
+        verdict_line=str(entry.details.get("verdict", "")) if entry is not None else "",
+        latency_tolerance=settings.latency_tolerance,
+        latency_slack_ms=settings.latency_slack_ms,
+    )
 
 
 def approval_key(environment: str, flow_run_id: str) -> str:
     """Pause keys are lowercase letters, digits and dashes: one per environment and run."""
-    raw = f"approve-{environment}-{flow_run_id}".lower()
+    raw = f"{KEY_PREFIX}{environment}-{flow_run_id}".lower()
     return KEY_RE.sub("-", raw).strip("-")
+
+
+def environment_of_key(key: str | None) -> str | None:
+    """The environment an approval pause key names, or None for any other pause."""
+    if not key or not key.startswith(KEY_PREFIX):
+        return None
+    match = re.match(rf"^{KEY_PREFIX}(.+)-{UUID_TAIL}$", key)
+    return match.group(1) if match else None
 
 
 def auto_decision(environment: str, release: Release, by: str) -> ApprovalDecision:
@@ -55,57 +139,353 @@ def auto_decision(environment: str, release: Release, by: str) -> ApprovalDecisi
         reason="auto_approve=True was passed to the run",
         decided_at=datetime.now(UTC),
         automatic=True,
+        kind="automatic",
     )
     run_logger().info("Approval for %s of %s: automatic (auto_approve)", environment, release.label)
     return decision
 
 
-def approval_description(env_name: str, release: Release, summary_markdown: str) -> str:
-    """What the approver sees above the form: what exactly they approve, with the numbers."""
-    return (
-        f"## Approve {release.service} {release.version} for **{env_name}**?\n\n"
-        f"- commit: `{release.commit}`\n"
-        f"- digest: `{release.digest}`\n\n"
-        f"### The run so far\n\n{summary_markdown}\n"
+# ---------------------------------------------------------------------------- description
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "n/a"
+
+
+def evidence_table(evidence: UpstreamEvidence) -> str:
+    v = evidence.verdict
+    head = f"### {evidence.environment} verification ({evidence.url})\n\n_{evidence.how}_\n\n"
+    if v is None:
+        line = evidence.verdict_line or "no measurements recorded"
+        return head + f"Recorded verdict: `{line}`\n"
+    if v.baseline_p95_ms is not None:
+        slack = (
+            f" (baseline {_ms(v.baseline_p95_ms)} +{evidence.latency_tolerance:.0%} "
+            f"+{evidence.latency_slack_ms:.0f} ms)"
+            if evidence.latency_tolerance is not None and evidence.latency_slack_ms is not None
+            else f" (baseline {_ms(v.baseline_p95_ms)})"
+        )
+        p95_limit = f"<= {_ms(v.p95_limit_ms)}{slack}"
+    else:
+        p95_limit = "no baseline (first release there)"
+    rows = [
+        ("verdict", f"**{v.outcome.value}**", ""),
+        ("requests", f"{v.requests} ({v.errors} errors)", ""),
+        ("error rate", f"{v.error_rate:.2%}", f"<= {v.max_error_rate:.2%}"),
+        ("p95 latency", _ms(v.p95_ms), p95_limit),
+        ("baseline p95", _ms(v.baseline_p95_ms), "measured on the previous release"),
+    ]
+    table = "| measure | value | limit |\n|---|---|---|\n" + "\n".join(
+        f"| {a} | {b} | {c} |" for a, b, c in rows
     )
+    reasons = "".join(f"\n- {r}" for r in v.reasons)
+    return head + table + "\n" + (f"\nNotes:{reasons}\n" if reasons else "")
+
+
+def approval_description(
+    env_name: str,
+    release: Release,
+    evidence: UpstreamEvidence | None,
+    summary_markdown: str = "",
+    migration_phase: str | None = None,
+    timeout_s: int | None = None,
+) -> str:
+    """What the approver sees above the form: what exactly they approve, with the numbers."""
+    facts = [
+        ("service", f"`{release.service}` {release.version}"),
+        ("commit", f"`{release.commit}`"),
+        ("digest", f"`{release.digest}`"),
+        ("artifact", f"`{release.artifact.filename or release.artifact.uri}`"),
+        # Hook for the migration work: the phase (expand / migrate / contract) this release
+        # carries, once the pipeline knows it. None means no schema change travels with it.
+        ("migration phase", f"`{migration_phase}`" if migration_phase else "none"),
+    ]
+    text = (
+        f"## Approve {release.service} {release.version} for **{env_name}**?\n\n"
+        "| what you approve | |\n|---|---|\n"
+        + "\n".join(f"| {k} | {v} |" for k, v in facts)
+        + "\n\n"
+    )
+    if evidence is not None:
+        text += evidence_table(evidence) + "\n"
+    text += (
+        f"Switch **approved** on to send this digest to {env_name}; leave it off to reject "
+        f"(nothing in {env_name} changes). Name and reason are recorded with the release."
+    )
+    if timeout_s:
+        text += f" Without an answer within {timeout_s}s the run ends without touching {env_name}."
+    if summary_markdown:
+        text += f"\n\n### The run so far\n\n{summary_markdown}\n"
+    return text
+
+
+# ---------------------------------------------------------------------------- the gate
+def _fired_pause_keys(flow_run_id: str) -> set[str]:
+    """Pause keys that already fired for this run (a restarted run has passed them)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(flow_run_id))
+    return set(run.empirical_policy.pause_keys or set())
+
+
+def _resumed_at(flow_run_id: str) -> datetime | None:
+    """When the answer came: the first state after the run's last Paused/Suspended state."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = sorted(client.read_flow_run_states(UUID(flow_run_id)), key=lambda s: s.timestamp)
+    paused = [i for i, state in enumerate(states) if state.is_paused()]
+    if not paused or paused[-1] + 1 >= len(states):
+        return None
+    return states[paused[-1] + 1].timestamp
+
+
+def _wait_for_pause_expiry(flow_run_id: str, timeout_s: float = 30) -> None:
+    """After a pause timed out, let the server's pause-expiration service fail the run first.
+
+    The server refuses any transition out of an expired Paused state and substitutes its own
+    Failed("... never resumed"); once it has failed the run (within its 5 s loop), the flow's
+    own final state (``ApprovalTimedOut``, with the reason) is accepted over it.
+    """
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+            if state is None or not state.is_paused():
+                return
+            time.sleep(0.5)
 
 
 def request_approval(
-    env: Any, release: Release, summary: Any, timeout_s: int, flow_run_id: str
+    env: Any,
+    release: Release,
+    evidence: UpstreamEvidence | None,
+    summary_markdown: str,
+    timeout_s: int,
+    flow_run_id: str,
+    mode: Mode = "pause",
+    migration_phase: str | None = None,
 ) -> ApprovalDecision:
-    """Pause the flow run until a human answers the Approval form, or the timeout passes."""
+    """Wait for a human's answer (pause or suspend), or the timeout. Returns the decision."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run, suspend_flow_run
+
     logger = run_logger()
     key = approval_key(env.name, flow_run_id)
+    resumed = key in _fired_pause_keys(
+        flow_run_id
+    )  # a suspended run restarted from the top after its answer
     form = Approval.with_initial_data(
-        description=approval_description(env.name, release, summary.markdown())
+        description=approval_description(
+            env.name, release, evidence, summary_markdown, migration_phase, timeout_s
+        )
     )
-    logger.info(
-        "Waiting up to %ss for approval of %s in %s (pause key %s); resume the run in the "
-        "Prefect UI or run `delivery approve %s --approver NAME --reason TEXT`",
-        timeout_s,
-        release.label,
-        env.name,
-        key,
-        flow_run_id,
-    )
+    if not resumed:
+        events.approval_requested(env.name, release, key, timeout_s, mode)
+        logger.info(
+            "Waiting up to %ss for approval of %s in %s (%s, pause key %s); resume the run in "
+            "the Prefect UI or run `delivery approve %s --approver NAME --reason TEXT`",
+            timeout_s,
+            release.label,
+            env.name,
+            mode,
+            key,
+            flow_run_id,
+        )
     try:
-        answer = pause_flow_run(wait_for_input=form, key=key, timeout=timeout_s)
+        if mode == "suspend":
+            answer = suspend_flow_run(wait_for_input=form, key=key, timeout=timeout_s)
+        else:
+            # Prefect polls every 10 s by default; an approver waiting for "deploying" to
+            # appear deserves better, and one read every 2 s costs nothing.
+            answer = pause_flow_run(
+                wait_for_input=form, key=key, timeout=timeout_s, poll_interval=2
+            )
     except FlowPauseTimeout:
+        _wait_for_pause_expiry(flow_run_id)
         return ApprovalDecision(
             environment=env.name,
             release=release,
             approved=False,
             approver="(nobody)",
-            reason=f"approval timed out after {timeout_s}s without an answer",
+            reason=f"approval timed out: no answer within {timeout_s}s",
             decided_at=datetime.now(UTC),
             automatic=False,
+            kind="timed-out",
         )
+    resumed_at = _resumed_at(flow_run_id)
+    approved = bool(answer.approved)
     return ApprovalDecision(
         environment=env.name,
         release=release,
-        approved=bool(answer.approved),
+        approved=approved,
         approver=answer.approver,
         reason=answer.reason,
-        decided_at=datetime.now(UTC),
+        decided_at=resumed_at or datetime.now(UTC),
         automatic=False,
+        kind="approved" if approved else "rejected",
     )
+
+
+def decision_markdown(decision: ApprovalDecision, flow_run_id: str | None) -> str:
+    verdict = {
+        "approved": "APPROVED",
+        "automatic": "APPROVED (automatically)",
+        "rejected": "REJECTED",
+        "timed-out": "TIMED OUT (nobody answered)",
+    }[decision.kind]
+    rows = [
+        ("decision", f"**{verdict}**"),
+        ("environment", decision.environment),
+        ("approver", decision.approver),
+        ("reason", decision.reason.replace("|", "/")),
+        ("decided at", decision.decided_at.isoformat()),
+        ("release", f"{decision.release.service} {decision.release.version}"),
+        ("commit", f"`{decision.release.commit}`"),
+        ("digest", f"`{decision.release.digest}`"),
+        ("flow run", f"`{flow_run_id}`" if flow_run_id else "-"),
+    ]
+    return f"# Approval for {decision.environment}\n\n| | |\n|---|---|\n" + "\n".join(
+        f"| {k} | {v} |" for k, v in rows
+    )
+
+
+def record_decision(env: Any, decision: ApprovalDecision, flow_run_id: str | None) -> None:
+    """Ledger line, markdown artifact and approval-decided event for one decision."""
+    env.ledger().append(
+        "approved" if decision.approved else "rejected",
+        decision.release,
+        flow_run_id,
+        approver=decision.approver,
+        reason=decision.reason,
+        automatic=decision.automatic,
+        decision=decision.kind,
+        decided_at=decision.decided_at.isoformat(),
+    )
+    try:
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            markdown=decision_markdown(decision, flow_run_id),
+            key=f"approval-{decision.environment}",
+            description=f"Approval decision for {decision.release.label} in "
+            f"{decision.environment}: {decision.kind}",
+        )
+    except Exception as exc:  # noqa: BLE001 - an artifact is a record, not a gate
+        run_logger().warning("could not publish the approval artifact: %s", exc)
+    events.approval_decided(
+        decision.environment,
+        decision.release,
+        decision.kind,
+        decision.approver,
+        decision.reason,
+        decision.decided_at.isoformat(),
+        decision.automatic,
+    )
+    run_logger().info(
+        "Approval for %s of %s: %s by %s (%s)",
+        decision.environment,
+        decision.release.label,
+        decision.kind,
+        decision.approver,
+        decision.reason,
+    )
+
+
+# ---------------------------------------------------------------------------- answering
+class AnswerResult(BaseModel):
+    flow_run_id: str
+    flow_run_name: str
+    environment: str
+    approved: bool
+    state: str
+
+
+def _not_an_approval(run_id: str, name: str, what: str) -> ConfigError:
+    return ConfigError(
+        f"flow run {run_id} ({name})",
+        f"is paused for something else ({what}), not for a delivery approval.",
+        "resume it in the Prefect UI; `delivery approve` only answers approval gates.",
+    )
+
+
+def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> AnswerResult:
+    """Resume a run paused at an approval gate with an ``Approval`` answer.
+
+    The Prefect UI does the same: read the run's pause (its input keyset), then POST the
+    answer as ``run_input`` to ``/flow_runs/<id>/resume``, where the server validates it
+    against the schema the run saved and stores it for the run to load.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        flow_run_id = UUID(str(run_id).strip())
+    except ValueError:
+        raise ConfigError(
+            "RUN_ID", f"{run_id!r} is not a flow run id (a UUID).", "copy it from the UI."
+        ) from None
+    if not approver.strip():
+        raise ConfigError("--approver", "is empty.", "say who decides (a name or handle).")
+    if not reason.strip():
+        raise ConfigError("--reason", "is empty.", "say why; it is recorded with the release.")
+
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            raise ConfigError(
+                f"flow run {flow_run_id}",
+                f"does not exist on this Prefect API ({client.api_url}).",
+                "check the id and PREFECT_API_URL (`prefect flow-run ls --state PAUSED`).",
+            ) from None
+        state = run.state
+        if state is None or not state.is_paused():
+            name = state.name if state else "no state"
+            hint = (
+                "its process died while it waited; start a new delivery."
+                if state is not None and state.is_crashed()
+                else "only a run waiting at an approval gate (Paused or Suspended) can be answered."
+            )
+            raise ConfigError(
+                f"flow run {flow_run_id} ({run.name})",
+                f"is not waiting for approval: its state is {name}.",
+                hint,
+            )
+        key = state.state_details.pause_key
+        keyset = state.state_details.run_input_keyset
+        environment = environment_of_key(key)
+        if environment is None or not keyset:
+            raise _not_an_approval(str(flow_run_id), run.name, f"pause key {key!r}")
+        try:
+            schema = json.loads(client.read_flow_run_input(flow_run_id, keyset["schema"]))
+        except (ObjectNotFound, ValueError, TypeError):
+            schema = {}
+        if isinstance(schema, str):  # stored as a JSON document inside a JSON string
+            schema = json.loads(schema)
+        if not {"approved", "approver", "reason"} <= set(schema.get("properties", {})):
+            raise _not_an_approval(str(flow_run_id), run.name, "its form is not an Approval")
+
+        result = client.resume_flow_run(
+            flow_run_id,
+            run_input={"approved": approved, "approver": approver, "reason": reason},
+        )
+    if result.status == SetStateStatus.ACCEPT:
+        return AnswerResult(
+            flow_run_id=str(flow_run_id),
+            flow_run_name=run.name,
+            environment=environment,
+            approved=approved,
+            state=result.state.name if result.state else "",
+        )
+    detail = getattr(result.details, "reason", "") or ""
+    if result.state is not None and result.state.is_failed():
+        raise DeliveryError(
+            f"flow run {flow_run_id} ({run.name}) can no longer be answered: its approval "
+            f"window closed (timed out). {detail}".strip()
+        )
+    raise DeliveryError(f"the server did not resume flow run {flow_run_id}: {detail}")

@@ -183,12 +183,10 @@ def build(co: Checkout, store: ArtifactStore) -> Release:
     """One artifact per commit: reuse it if it was built before, else build and store it."""
     logger = run_logger()
     manifest = co.manifest
-    if manifest.build.kind != "wheel":
-        raise ConfigError(
-            "build.kind",
-            f"{manifest.build.kind!r} needs the container build path.",
-            "use a Docker-enabled build (see README, container path).",
-        )
+    if manifest.build.kind == "image":
+        from tasks.build_image import build_image_release  # the container path
+
+        return build_image_release(co, store)
     artifact = store.find(manifest.service.name, co.source.commit)
     version = None
     if artifact is None:

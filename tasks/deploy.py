@@ -21,7 +21,7 @@ from blocks.probe import smoke
 from blocks.release import Instance, Release
 from tasks.log import run_logger
 from tasks.retry import INFRA_RETRIES
-from tasks.strategies import weights_for_share
+from tasks.strategies import validate_split, weights_for_share
 
 
 # ---------------------------------------------------------------------------- reconcile
@@ -242,6 +242,7 @@ class TrafficChange(BaseModel):
 def share_weights(
     new_instances: list[Instance], stable_instances: list[Instance], percent: int
 ) -> dict[str, int]:
+    validate_split({"new": percent, "stable": 100 - percent})
     weights = dict(
         zip(
             [i.address for i in new_instances],

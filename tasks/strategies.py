@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from blocks.errors import ConfigError
 from blocks.settings import StrategySettings
 
 
@@ -93,6 +94,15 @@ def rolling(settings: StrategySettings, has_stable: bool) -> list[Step]:
     total = settings.instances
     for index in range(total):
         steps += [Launch(count=1, slot=f"r{index}"), Replace(index=index, total=total)]
+        if index < total - 1:
+            steps.append(
+                Analyze(
+                    window_s=settings.step_pause_s,
+                    interval_s=settings.analysis_interval_s,
+                    max_extensions=settings.max_extensions,
+                    label=f"rolling {index + 1}/{total}",
+                )
+            )
     steps.append(Verify())
     return steps
 
@@ -129,3 +139,38 @@ def weights_for_share(percent: int, instances: int, scale: int = 2) -> list[int]
         return [0] * instances
     each = max(1, round(percent * scale / instances))
     return [each] * instances
+
+
+def check_capacity(
+    environment: str, settings: StrategySettings, stable_count: int, capacity: int
+) -> None:
+    """Refuse a rollout that cannot run the new release beside the stable one (pure).
+
+    Every strategy keeps the stable release able to take all traffic back at any moment, so
+    the stable instances stay while the new ones start: that needs room for both.
+    """
+    needed = stable_count + settings.instances
+    if needed > capacity:
+        raise ConfigError(
+            f"environment {environment!r} strategy",
+            f"a {settings.kind} rollout needs room for {needed} instances ({stable_count} "
+            f"stable + {settings.instances} new) but the environment can run {capacity}; "
+            "the stable release must keep its instances until the new one has proven itself.",
+            "raise the environment's capacity (or the router's server_slots), or lower "
+            "strategy.instances.",
+        )
+
+
+def validate_split(split: dict[str, int]) -> dict[str, int]:
+    """A traffic split in percent per release must add up to exactly 100 (pure)."""
+    bad = {k: v for k, v in split.items() if not 0 <= v <= 100}
+    if bad:
+        raise ConfigError("traffic split", f"{bad} is outside 0..100 percent.", None)
+    total = sum(split.values())
+    if total != 100:
+        raise ConfigError(
+            "traffic split",
+            f"weights {split} add up to {total}%, not 100%.",
+            "give percentages per release that add up to 100.",
+        )
+    return split

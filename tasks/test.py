@@ -117,7 +117,8 @@ def prepare_test_tree(source_dir: Path, release: Release, paths: list[str]) -> P
             "tests cannot be delivered.",
             "add tests (pytest), or point [test].paths at them in delivery.toml.",
         )
-    return unpack_wheel(Path(release.artifact.uri), source_dir.parent / "artifact")
+    wheel = release.artifact.wheel_uri or release.artifact.uri  # an image's wheel, or the wheel
+    return unpack_wheel(Path(wheel), source_dir.parent / "artifact")
 
 
 @task(name="test-shard", task_run_name="test shard {index}", **INFRA_RETRIES)

@@ -8,6 +8,8 @@ A failed verification is a verdict: it is returned, and the deploy flow rolls ba
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 from prefect import task
 from pydantic import BaseModel
@@ -15,7 +17,7 @@ from pydantic import BaseModel
 from blocks.environment import Environment
 from blocks.metrics import Samples
 from blocks.probe import probe, smoke
-from blocks.release import Release
+from blocks.release import Instance, Release
 from tasks.analysis import Verdict, analyze
 from tasks.log import run_logger
 
@@ -104,13 +106,69 @@ def measure_baseline(env: Environment, stable: Release) -> Samples:
     return samples
 
 
+def side_by_side(
+    env: Environment, release: Release, new: list[Instance], previous: list[Instance]
+) -> tuple[Samples, Samples]:
+    """Latency of the new and the previous release's instances, probed directly and at the
+    same time, so both see the same machine load (a fair baseline on a busy box)."""
+    settings = env.verification
+    paths = api_paths(release)
+
+    def run(instances: list[Instance], label: str, requests: int) -> Samples:
+        per = max(1, requests // max(1, len(instances)))
+        total: Samples | None = None
+        for instance in instances:
+            batch = probe(
+                instance.url,
+                paths,
+                requests=per,
+                concurrency=max(1, settings.concurrency // 2),
+                timeout_s=settings.timeout_s,
+                source=f"probe {label} direct",
+            )
+            total = batch if total is None else total.merged(batch)
+        return total
+
+    for instance in new:  # warm up: first requests of a fresh process pay for lazy imports
+        probe(instance.url, paths, requests=20, concurrency=1, timeout_s=settings.timeout_s)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        new_future = pool.submit(run, new, f"new {release.version}", settings.requests)
+        old_future = pool.submit(run, previous, "previous", settings.requests)
+        return new_future.result(), old_future.result()
+
+
 @task(name="verify")
-def verify(env: Environment, release: Release, baseline: Samples | None) -> VerificationResult:
+def verify(
+    env: Environment,
+    release: Release,
+    baseline: Samples | None,
+    new_instances: list[Instance] | None = None,
+    previous_instances: list[Instance] | None = None,
+) -> VerificationResult:
+    """Judge the environment through its frontend.
+
+    Error rate comes from probes through the frontend. Latency is judged against the previous
+    release measured side by side when its instances still run (kept warm), else against the
+    baseline measured before the cutover.
+    """
     logger = run_logger()
     status = health_status(env.url, release.run.health_path)
     commits = serving_commits(env.url, release)
     problems = smoke(env.url, release.run.smoke, timeout_s=env.verification.timeout_s)
     samples = measure(env, release, f"verify {release.version}")
+    running = {i.id for i in env.target.list(env.name) if i.alive}
+    previous = [i for i in previous_instances or [] if i.id in running]
+    new = [i for i in new_instances or [] if i.id in running]
+    if previous and new:
+        new_latency, baseline = side_by_side(env, release, new, previous)
+        samples = samples.model_copy(
+            update={
+                "p50_ms": new_latency.p50_ms,
+                "p95_ms": new_latency.p95_ms,
+                "p99_ms": new_latency.p99_ms,
+                "source": f"{samples.source}; latency side by side with the previous release",
+            }
+        )
     verdict = analyze(samples, env.verification, baseline)
     result = VerificationResult(
         environment=env.name,

@@ -1,7 +1,7 @@
 """Test-wide settings: a private Prefect home, analytics off, loopback only.
 
-The Prefect server is shared by the whole session and started on first use (see
-``prefect_server`` in support.py); unit tests never start it.
+The Prefect server is shared by the whole session and started on first use (the
+``prefect_server`` fixture); unit tests never start it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_LEVEL"] = os.environ.get("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("DELIVERY_STATE_DIR", os.path.join(_SESSION_DIR, "state"))
-os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_API_KEY", None)
 
 import pytest  # noqa: E402
-from support import PrefectServer, session_dir  # noqa: E402
+from support import PrefectServer, free_port, session_dir  # noqa: E402
+
+# Prefect reads its settings once, at import: the API URL must be fixed before any test imports
+# prefect. The server behind it starts on first use (the `prefect_server` fixture); without it,
+# a call fails loudly instead of quietly starting an ephemeral server.
+_API_PORT = free_port()
+os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_API_PORT}/api"
+os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
 
 session_dir.path = _SESSION_DIR
 
@@ -27,15 +33,12 @@ session_dir.path = _SESSION_DIR
 @pytest.fixture(scope="session")
 def prefect_server() -> PrefectServer:
     """One real `prefect server start` for the whole session, on a free loopback port."""
-    server = PrefectServer(home=os.environ["PREFECT_HOME"])
+    server = PrefectServer(home=os.environ["PREFECT_HOME"], port=_API_PORT)
     server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
     try:
         yield server
     finally:
         _drain_prefect_workers()
-        # PREFECT_API_URL stays set: with it unset, a late log flush at exit would start an
-        # ephemeral server just to deliver a few lines.
         server.stop()
 
 

@@ -58,3 +58,14 @@ def deliver(repo, commit: str, envs, store: str, **kwargs):
 
 def served_version(env) -> dict:
     return httpx.get(env.url + "/version", timeout=5).json()
+
+
+def build_release(repo, version: str, fault: str = "none", store_root: str = "") -> object:
+    """Commit and build one release of hello-service without running a delivery."""
+    from blocks.artifacts import ArtifactStore
+    from tasks.build import build, checkout
+    from tasks.source import resolve_source
+
+    sha = commit_release(repo, version, fault=fault, startup_timeout_s=5)
+    co = checkout.fn(resolve_source(repo.path, sha))
+    return build.fn(co, ArtifactStore(root=store_root))

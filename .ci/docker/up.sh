@@ -4,6 +4,8 @@
 #   registry-up.sh   registry on http://127.0.0.1:5000, push verified
 #   base-image.sh    python:3.11-slim-bookworm and 127.0.0.1:5000/prefect-delivery/python-web:3.11,
 #                    both pushed to the registry (options are passed on: --no-web, --rebuild)
+#   postgres-image.sh 127.0.0.1:5000/prefect-delivery/postgres:15 for migrations_lab's docker
+#                    provider, pushed (--rebuild is passed on)
 # Idempotent; prints one line with the time each step took.
 set -Eeuo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -18,4 +20,9 @@ t_registry=$(since "$t")
 t=$(now)
 "$PD_CI_DIR/base-image.sh" --push --quiet "$@"
 t_base=$(since "$t")
-echo "up: dockerd ${t_dockerd}s, registry ${t_registry}s, base images ${t_base}s, total $(since "$t0")s"
+t=$(now)
+pg_args=()
+for arg in "$@"; do [[ $arg == --rebuild ]] && pg_args+=("$arg"); done
+"$PD_CI_DIR/postgres-image.sh" --quiet "${pg_args[@]}"
+t_postgres=$(since "$t")
+echo "up: dockerd ${t_dockerd}s, registry ${t_registry}s, base images ${t_base}s, postgres image ${t_postgres}s, total $(since "$t0")s"

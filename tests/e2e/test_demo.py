@@ -13,6 +13,7 @@ from support import VENV_BIN, free_port, short_tmpdir
 def test_demo_leaves_both_environments_on_release_2_from_one_digest():
     home = short_tmpdir("pd-demo-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.pop("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", None)
     env.update(PREFECT_HOME=str(home / "prefect"), DELIVERY_STATE_DIR=str(home / "state"))
     ports = [str(free_port()), str(free_port())]
     delivery = str(VENV_BIN / "delivery")

@@ -56,7 +56,7 @@ def make_env(state_dir):
         settings = StrategySettings(
             kind=kind,
             instances=instances,
-            keep_previous_s=0,
+            keep_previous_s=strategy.pop("keep_previous_s", 0),
             step_pause_s=strategy.pop("step_pause_s", 2),
             analysis_interval_s=strategy.pop("analysis_interval_s", 0.5),
             **strategy,

@@ -6,10 +6,16 @@ import pytest
 
 from migrations_lab.errors import LabConfigError
 from migrations_lab.postgres import make_cluster
-from migrations_lab.postgres_docker import DockerPostgres, DockerPostgresConfig, container_spec
+from migrations_lab.postgres_docker import (
+    IMAGE_ENV,
+    DockerPostgres,
+    DockerPostgresConfig,
+    container_spec,
+)
 
 
-def test_defaults_host_network_loopback_and_fast_settings():
+def test_defaults_host_network_loopback_and_fast_settings(monkeypatch):
+    monkeypatch.delenv(IMAGE_ENV, raising=False)
     spec = container_spec(DockerPostgresConfig(), port=55432, password="pw")
     assert spec["image"] == "postgres:16"
     assert spec["network_mode"] == "host"
@@ -34,6 +40,16 @@ def test_image_and_settings_are_configurable_but_not_the_listen_address():
     assert spec["image"] == "registry.local/pg:15"
     assert pairs["listen_addresses"] == "127.0.0.1"
     assert pairs["work_mem"] == "64MB"
+
+
+def test_default_image_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(IMAGE_ENV, "127.0.0.1:5000/prefect-delivery/postgres:15")
+    assert DockerPostgresConfig().image == "127.0.0.1:5000/prefect-delivery/postgres:15"
+    assert DockerPostgres().config.image == "127.0.0.1:5000/prefect-delivery/postgres:15"
+    # an explicit image wins over the variable; an empty variable means the built-in default
+    assert DockerPostgresConfig(image="postgres:15-alpine").image == "postgres:15-alpine"
+    monkeypatch.setenv(IMAGE_ENV, "  ")
+    assert DockerPostgresConfig().image == "postgres:16"
 
 
 def test_make_cluster_builds_the_docker_provider_with_options():

@@ -36,7 +36,11 @@ def test_canary_plan_analyzes_every_partial_step():
 
 def test_rolling_plan_replaces_one_at_a_time():
     plan = s.plan(StrategySettings(kind="rolling", instances=3), has_stable=True)
-    assert kinds(plan) == ["Baseline"] + ["Launch", "Replace"] * 3 + ["Verify"]
+    assert kinds(plan) == ["Baseline"] + ["Launch", "Replace", "Analyze"] * 2 + [
+        "Launch",
+        "Replace",
+        "Verify",
+    ]
     assert [p.index for p in plan if isinstance(p, s.Replace)] == [0, 1, 2]
 
 

@@ -1,0 +1,121 @@
+"""The approval gate's pure parts: keys, the form, what the approver reads, the record."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+from factories import release
+
+from blocks.metrics import Samples
+from blocks.settings import VerificationSettings
+from tasks.analysis import analyze
+from tasks.approve import (
+    Approval,
+    ApprovalDecision,
+    UpstreamEvidence,
+    approval_description,
+    approval_key,
+    decision_markdown,
+    environment_of_key,
+)
+
+
+def test_keys_are_lowercase_letters_digits_dashes_one_per_environment_and_run():
+    run = str(uuid4())
+    key = approval_key("Production", run)
+    assert re.fullmatch(r"[a-z0-9-]+", key)
+    assert key != approval_key("staging", run) and key != approval_key("production", str(uuid4()))
+    assert environment_of_key(key) == "production"
+    assert environment_of_key(approval_key("eu-prod-2", run)) == "eu-prod-2"
+    assert environment_of_key("other") is None and environment_of_key(None) is None
+    assert environment_of_key("approve-production") is None
+
+
+def test_the_form_has_three_described_fields_and_rejects_by_default():
+    schema = Approval.model_json_schema()
+    assert set(schema["properties"]) == {"approved", "approver", "reason"}
+    for field in schema["properties"].values():
+        assert field.get("description")
+    assert schema["properties"]["approved"]["type"] == "boolean"
+    assert Approval(approver="a", reason="b").approved is False
+    with pytest.raises(ValueError):
+        Approval(approved=True, approver="", reason="b")
+
+
+def test_the_form_carries_the_description_the_ui_shows():
+    form = Approval.with_initial_data(description="## hello")
+    assert form._description == "## hello"
+    assert set(form.model_fields) == {"approved", "approver", "reason"}
+
+
+def evidence(baseline_p95: float | None = 4.0) -> UpstreamEvidence:
+    settings = VerificationSettings()
+    samples = Samples(source="probe", requests=200, errors=1, p95_ms=5.5)
+    baseline = Samples(source="probe", requests=200, p95_ms=baseline_p95) if baseline_p95 else None
+    return UpstreamEvidence(
+        environment="staging",
+        url="http://127.0.0.1:18081",
+        how="verified in this run",
+        verdict=analyze(samples, settings, baseline),
+        latency_tolerance=settings.latency_tolerance,
+        latency_slack_ms=settings.latency_slack_ms,
+    )
+
+
+def test_the_description_names_commit_digest_numbers_and_phase():
+    rel = release(3)
+    text = approval_description("production", rel, evidence(), "| stage |", "expand", 600)
+    for needle in (
+        rel.commit,
+        rel.digest,
+        "**production**",
+        "| requests | 200 (1 errors) |",
+        "| error rate | 0.50% | <= 1.00% |",
+        "| p95 latency | 5.5 ms | <= 14.8 ms (baseline 4.0 ms +20% +10 ms) |",
+        "| migration phase | `expand` |",
+        "within 600s",
+        "| stage |",
+    ):
+        assert needle in text, (needle, text)
+
+
+def test_the_description_without_a_baseline_or_measurements():
+    rel = release(4)
+    first = approval_description("production", rel, evidence(None))
+    assert "no baseline (first release there)" in first
+    assert "| migration phase | none |" in first
+    recorded = UpstreamEvidence(
+        environment="staging", url="u", how="already live there", verdict_line="Successful: 9"
+    )
+    assert "Recorded verdict: `Successful: 9`" in approval_description("p", rel, recorded)
+
+
+@pytest.mark.parametrize(
+    "kind,approved,word",
+    [
+        ("approved", True, "APPROVED"),
+        ("rejected", False, "REJECTED"),
+        ("timed-out", False, "TIMED OUT"),
+        ("automatic", True, "automatically"),
+    ],
+)
+def test_the_decision_record_says_who_why_when(kind, approved, word):
+    rel = release(5)
+    decision = ApprovalDecision(
+        environment="production",
+        release=rel,
+        approved=approved,
+        approver="alice",
+        reason="ok | checked",
+        decided_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
+        automatic=kind == "automatic",
+        kind=kind,
+    )
+    text = decision_markdown(decision, "run-1")
+    assert word in text and "alice" in text and "2030-01-02T03:04:05" in text
+    assert "ok / checked" in text  # a pipe would break the table
+    assert rel.digest in text and rel.commit in text
+    assert decision.timed_out is (kind == "timed-out")
