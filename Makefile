@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# HAProxy is the one system package the embedded default needs.
+# HAProxy routes traffic; PostgreSQL gives each demo environment its database (and the
+# migrations lab its ephemeral clusters). Debian keeps initdb off PATH, by major version.
 system:
-	@.ci/ensure-packages.sh haproxy:haproxy git:git
+	@.ci/ensure-packages.sh haproxy:haproxy git:git '/usr/lib/postgresql/*/bin/initdb:postgresql'
 
 demo: system $(STAMP)
 	$(BIN)/delivery demo

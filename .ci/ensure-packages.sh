@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ensure-packages.sh BIN:PACKAGE ...: install the Debian packages whose command is missing.
+# ensure-packages.sh BIN:PACKAGE ...: install the Debian packages whose command is missing
+# (BIN: a command, a path, or a glob of paths: '/usr/lib/postgresql/*/bin/initdb:postgresql').
 #
 # Installs through apt-get when running as root (or with password-less sudo); otherwise prints a
 # one-line instruction and exits 1. `apt-get update` runs at most once per call.
@@ -7,7 +8,11 @@ set -euo pipefail
 missing=()
 for pair in "$@"; do
   bin=${pair%%:*}; pkg=${pair#*:}
-  if ! command -v "$bin" >/dev/null 2>&1 && ! [ -x "$bin" ]; then missing+=("$pkg"); fi
+  # BIN: a command on PATH, an executable's path, or a glob of paths (e.g. Debian's
+  # /usr/lib/postgresql/*/bin/initdb, which is not on PATH and carries the major version)
+  if ! command -v "$bin" >/dev/null 2>&1 && ! [ -x "$bin" ] && ! compgen -G "$bin" >/dev/null; then
+    missing+=("$pkg")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then SUDO=""

@@ -4,6 +4,7 @@ Register them with ``prefect block register -m blocks``.
 """
 
 from blocks.artifacts import ArtifactStore
+from blocks.database import PostgresDatabase
 from blocks.docker_target import DockerTarget
 from blocks.environment import Environment
 from blocks.haproxy import HAProxyRouter
@@ -16,5 +17,6 @@ __all__ = [
     "Environment",
     "HAProxyRouter",
     "ImageRegistry",
+    "PostgresDatabase",
     "ProcessTarget",
 ]

@@ -12,6 +12,7 @@ import re
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
+from blocks.database import PostgresDatabase
 from blocks.docker_target import DockerTarget
 from blocks.haproxy import HAProxyRouter
 from blocks.haproxy_stats import HAProxyStatsSource
@@ -21,9 +22,12 @@ from blocks.paths import default_state_dir
 from blocks.probe_source import ProbeSource
 from blocks.process_target import ProcessTarget
 from blocks.prometheus import PrometheusSource
+from blocks.secrets import load_secret
 from blocks.settings import StrategySettings, VerificationSettings
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+ENV_VAR_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
+BLOCK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class Environment(Block):
@@ -69,6 +73,40 @@ class Environment(Block):
     prometheus: PrometheusSource | None = Field(
         default=None, description="Metric source: a Prometheus to query (optional)."
     )
+    database: PostgresDatabase | None = Field(
+        default=None,
+        description="The environment's database: releases get it as DATABASE_URL, and their "
+        "migrations are rehearsed and applied to it before their code is deployed (None: "
+        "no database).",
+    )
+    instance_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Secrets every instance gets in its environment: variable name -> name "
+        "of a Prefect Secret block (e.g. {'PAYMENTS_TOKEN': 'payments-token'}). Only block "
+        "names live here; the values stay in the Secret blocks.",
+    )
+
+    @field_validator("instance_secrets")
+    @classmethod
+    def _secret_references(cls, value: dict[str, str]) -> dict[str, str]:
+        for var, block in value.items():
+            if not ENV_VAR_RE.match(var):
+                raise ValueError(
+                    f"instance_secrets: {var!r} is not an environment variable name; use "
+                    "uppercase letters, digits and underscores (e.g. 'PAYMENTS_TOKEN')"
+                )
+            if var == "DATABASE_URL":
+                raise ValueError(
+                    "instance_secrets: DATABASE_URL comes from the environment's database "
+                    "block; set `database` instead"
+                )
+            if not BLOCK_NAME_RE.match(block):
+                raise ValueError(
+                    f"instance_secrets[{var}]: {block!r} is not a Secret block name (lowercase "
+                    "letters, digits and dashes); put the value in a Secret block and name it "
+                    "here, never the value itself"
+                )
+        return value
 
     @field_validator("target", mode="before")
     @classmethod
@@ -98,6 +136,16 @@ class Environment(Block):
 
     def metric_sources(self) -> list[HAProxyStatsSource | ProbeSource | PrometheusSource]:
         return [s for s in (self.haproxy_stats, self.probes, self.prometheus) if s is not None]
+
+    def instance_env(self) -> dict[str, str]:
+        """What every instance gets in its environment (never in argv): DATABASE_URL from the
+        database block, and each of ``instance_secrets`` read from its Secret block."""
+        extra: dict[str, str] = {}
+        if self.database is not None:
+            extra.update(self.database.instance_env())
+        for var, block in self.instance_secrets.items():
+            extra[var] = load_secret(block, f"environment {self.name}, instance_secrets[{var}]")
+        return extra
 
     def ledger(self) -> Ledger:
         return Ledger(self.state_dir, self.name)

@@ -79,10 +79,34 @@ _FILTER = MaskSecrets()
 
 def install() -> None:
     """Attach the filter to every handler of the root and Prefect loggers (idempotent)."""
-    for name in (None, "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect.extra",
-                 "prefect.workers"):
+    for name in (
+        None,
+        "prefect",
+        "prefect.flow_runs",
+        "prefect.task_runs",
+        "prefect.extra",
+        "prefect.workers",
+    ):
         logger = logging.getLogger(name)
         for handler in logger.handlers:
             if id(handler) not in _installed:
                 handler.addFilter(_FILTER)
                 _installed.add(id(handler))
+
+
+def load_secret(block_name: str, where: str) -> str:
+    """The value of a Prefect ``Secret`` block (masked in logs from now on)."""
+    from prefect.blocks.system import Secret
+
+    from blocks.errors import ConfigError
+
+    try:
+        secret = Secret.load(block_name)
+    except ValueError:
+        raise ConfigError(
+            where,
+            f"there is no Secret block named {block_name!r}.",
+            f"create it (`prefect block create secret` or Secret(value=...).save({block_name!r}))"
+            " or correct the name",
+        ) from None
+    return reveal(secret.get())

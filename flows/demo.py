@@ -76,3 +76,58 @@ def set_build_kind(repo: DemoRepo, kind: str) -> None:
     manifest.write_text(
         re.sub(r'^kind = "[a-z]+"', f'kind = "{kind}"', manifest.read_text(), count=1, flags=re.M)
     )
+
+
+# ---------------------------------------------------------------------------- the schema change
+#: hello-service's migrations, one revision per release (0001 is release 1, ... 0004 release 4)
+VERSIONS_DIR = Path("src") / "hello_service" / "migrations" / "versions"
+SCHEMA_RELEASES = 4
+
+#: The demo's deliveries when the environments have databases: the name split as it travels.
+SCHEMA_DEMO = [
+    (1, "1.0.0", "baseline: the people table (id, name); the code reads name"),
+    (2, "1.1.0", "expand: first_name/last_name added (nullable); the code still reads name"),
+    (3, "1.2.0", "migrate: batched backfill of first_name/last_name; the code reads them"),
+    (4, "1.3.0", "contract: people.name dropped, in a release of its own"),
+]
+
+
+def set_schema_release(repo: DemoRepo, n: int, source: Path = EXAMPLE) -> None:
+    """Make the next commit hello-service's release ``n`` of the people schema change: the
+    revisions 0001..000n (from the example, which holds the final state) and the code mode
+    that goes with them: ``people_schema = "name"`` before the migrate (n < 3), ``"split"``
+    from it on."""
+    if not 1 <= n <= SCHEMA_RELEASES:
+        raise ValueError(f"schema release {n} is not one of 1..{SCHEMA_RELEASES}")
+    dest = Path(repo.path) / VERSIONS_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob("[0-9][0-9][0-9][0-9]_*.py"):
+        old.unlink()
+    for revision in sorted((source / VERSIONS_DIR).glob("[0-9][0-9][0-9][0-9]_*.py")):
+        if int(revision.name[:4]) <= n:
+            shutil.copy2(revision, dest / revision.name)
+    settings = Path(repo.path) / "src" / "hello_service" / "settings.toml"
+    mode = "name" if n < 3 else "split"
+    settings.write_text(
+        re.sub(
+            r'^people_schema = ".*"$', f'people_schema = "{mode}"', settings.read_text(), flags=re.M
+        )
+    )
+
+
+def reset_environment(name: str) -> list[str]:
+    """Before a demo run: stop what an earlier run left (instances) and empty the database, so
+    the schema change starts from nothing again. Returns what it did."""
+    from blocks.environment import Environment
+    from flows.setup import APP_DATABASE
+
+    env = Environment.load(name)
+    done = []
+    for instance in env.target.list(env.name):
+        env.target.stop(instance, timeout_s=5)
+        done.append(f"stopped {instance.id}")
+    cluster = env.database.cluster() if env.database else None
+    if cluster is not None and env.database.current_revision(env.name) is not None:
+        cluster.reset_database(APP_DATABASE, APP_DATABASE)
+        done.append(f"emptied the {env.name} database")
+    return done

@@ -1,18 +1,24 @@
 """Create the blocks a local pipeline needs: an artifact store and two environments.
 
-Used by ``delivery demo`` and ``delivery setup``; a team with its own blocks skips this.
+Used by ``delivery demo`` and ``delivery setup``; a team with its own blocks skips this. With
+``databases`` (the default) each environment also gets a PostgreSQL database of its own: a
+local cluster under the state folder (``<state>/postgres/<environment>``), created once,
+started here, kept across runs, stopped by ``delivery down``.
 """
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from blocks.artifacts import ArtifactStore
+from blocks.database import PostgresDatabase
 from blocks.docker_target import DockerTarget, scope_for
 from blocks.environment import Environment
+from blocks.errors import ConfigError
 from blocks.haproxy import HAProxyRouter
 from blocks.process_target import ProcessTarget
 from blocks.registry import ImageRegistry
@@ -32,6 +38,7 @@ class LocalSetup(BaseModel):
     target: Literal["process", "docker"] = "process"
     registry: str = "127.0.0.1:5000"  # docker: where images are pushed
     base_image: str | None = None  # docker: BASE_IMAGE build arg (None: the Dockerfile's)
+    databases: bool = True  # a local PostgreSQL cluster (and database) per environment
 
 
 def environment(
@@ -43,6 +50,7 @@ def environment(
     requires_approval: bool,
     verification: VerificationSettings | None = None,
     target: ProcessTarget | DockerTarget | None = None,
+    database: PostgresDatabase | None = None,
 ) -> Environment:
     return Environment(
         name=name,
@@ -53,12 +61,81 @@ def environment(
         bake_s=bake_s,
         requires_approval=requires_approval,
         state_dir=state_dir,
+        database=database,
     )
 
 
+#: The application database (and its owner role) of every local cluster.
+APP_DATABASE = "app"
+
+
+def local_database(state_dir: str, name: str) -> PostgresDatabase:
+    """The environment's own PostgreSQL: a cluster in ``<state>/postgres/<name>`` (created if
+    missing, started), a database and role ``app``. The role's password is random; it is kept
+    only in the block, and reused when the environment's block already holds it."""
+    from blocks.postgres_local import LocalCluster
+
+    cluster = LocalCluster(Path(state_dir) / "postgres" / name)
+    try:
+        created = cluster.init()
+    except ConfigError as exc:  # no PostgreSQL server binaries
+        raise ConfigError(
+            exc.where, exc.problem, f"{exc.fix} Or run without databases: --no-database."
+        ) from None
+    cluster.start()
+    previous = _saved_database(name)
+    if not created and previous is not None and previous.local_cluster == str(cluster.folder):
+        cluster.ensure_database(APP_DATABASE, APP_DATABASE, None)
+        url = previous.url
+    else:
+        password = secrets.token_urlsafe(18)
+        cluster.ensure_database(APP_DATABASE, APP_DATABASE, password)
+        url = cluster.url(APP_DATABASE, APP_DATABASE, password)
+    return PostgresDatabase(url=url, local_cluster=str(cluster.folder))
+
+
+def _saved_database(name: str) -> PostgresDatabase | None:
+    try:
+        return Environment.load(name).database
+    except Exception:  # noqa: BLE001 - no such block yet (or an older schema): make a new one
+        return None
+
+
+def _strategy(kind: str, setup: LocalSetup) -> StrategySettings:
+    from pydantic import ValidationError
+
+    from blocks.errors import ConfigError
+    from tasks.manifest import describe_validation_error
+
+    try:
+        return StrategySettings(
+            kind=kind,
+            instances=setup.instances,
+            keep_previous_s=setup.keep_previous_s,
+            step_pause_s=5,
+            analysis_interval_s=1,
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            "--strategy/--instances/--keep-previous-s",
+            describe_validation_error("", exc),
+            "e.g. --strategy canary (blue-green, canary or rolling); rolling needs --instances 2 "
+            "or more",
+        ) from None
+
+
 def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
-    """Save 'artifacts', 'staging' and 'production' blocks; returns environment -> URL."""
+    """Save 'artifacts', 'staging' and 'production' blocks; returns environment -> URL.
+
+    Every setting is checked before the first block is saved: bad input changes nothing."""
     state = str(Path(setup.state_dir).resolve())
+    strategies = {
+        name: _strategy(kind, setup)
+        for name, kind in (
+            ("staging", setup.staging_strategy),
+            ("production", setup.production_strategy),
+        )
+    }
     target = None
     registry = None
     if setup.target == "docker":
@@ -74,24 +151,14 @@ def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
         "artifacts", overwrite=True
     )
     urls = {}
-    for name, port, kind, bake, approval in (
-        ("staging", setup.staging_port, setup.staging_strategy, 0.0, False),
-        (
-            "production",
-            setup.production_port,
-            setup.production_strategy,
-            setup.bake_s,
-            setup.production_requires_approval,
-        ),
+    for name, port, bake, approval in (
+        ("staging", setup.staging_port, 0.0, False),
+        ("production", setup.production_port, setup.bake_s, setup.production_requires_approval),
     ):
-        strategy = StrategySettings(
-            kind=kind,
-            instances=setup.instances,
-            keep_previous_s=setup.keep_previous_s,
-            step_pause_s=5,
-            analysis_interval_s=1,
+        database = local_database(state, name) if setup.databases else None
+        env = environment(
+            name, port, state, strategies[name], bake, approval, target=target, database=database
         )
-        env = environment(name, port, state, strategy, bake, approval, target=target)
         env.save(name, overwrite=True)
         urls[name] = env.url
     return urls

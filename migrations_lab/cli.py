@@ -1,5 +1,8 @@
 """``lab check PATH [--json] [--provider local|docker]``.
 
+PATH is an Alembic project's folder, its ``alembic.ini``, or a folder with exactly one
+``alembic.ini`` below it (``delivery lab check examples/hello-service``).
+
 Exit status: 0 when the lab passes, 1 when it found problems, 2 when it could not run
 (bad path, no PostgreSQL, Docker unreachable).
 """
@@ -12,11 +15,13 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from migrations_lab.compat import CompatConfig
 from migrations_lab.connect import TimeoutSettings
 from migrations_lab.errors import LabError
 from migrations_lab.lab import check
+from migrations_lab.project import find_alembic_ini
 from migrations_lab.report import format_report
 
 
@@ -25,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                                      "an ephemeral PostgreSQL: phase plan, lint, round trip.")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="check an Alembic project (folder or alembic.ini)")
-    c.add_argument("path", help="the folder holding alembic.ini, or the ini file")
+    c.add_argument("path", help="the folder holding alembic.ini, the ini file, or a folder "
+                   "with exactly one alembic.ini below it (e.g. a service whose migrations "
+                   "live in its package)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.add_argument("--provider", choices=["local", "docker"], default="local",
                    help="where the ephemeral PostgreSQL runs (default: local binaries)")
@@ -67,8 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _resolve(path: str) -> str:
+    """A folder without alembic.ini of its own: the one Alembic project below it."""
+    p = Path(path)
+    if p.is_dir() and not (p / "alembic.ini").is_file():
+        found = find_alembic_ini(p)
+        if found is not None:
+            print(f"lab: {path} holds the Alembic project {found}", file=sys.stderr)
+            return str(found)
+    return path
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
+        args.path = _resolve(args.path)
         options: dict[str, object] = {}
         if args.provider == "docker":
             options = {"pull": args.pull} | ({"image": args.image} if args.image else {})

@@ -6,6 +6,7 @@ phase and release)::
     phase = "expand"                       # or a docstring line "Phase: expand"
     release = "2"                          # or "Release: 2"; default: its own release
     replaces = {"users.name": "users.full_name"}   # expand / migrate: old -> what supersedes it
+    replaces = {"people.name": ["people.first_name", "people.last_name"]}  # a split: a list
     drops = ["users.name"]                 # contract: what it removes ("table" or "table.column")
     waivers = {"rule-id": "reason"}        # lint waivers, see migrations_lab.lint
 
@@ -19,7 +20,8 @@ Rules (finding ids in brackets; all errors unless marked warning):
 - [missing-phase] every revision declares a phase; [unknown-phase] it is one of the three;
   [conflicting-phase] the constant and the docstring agree.
 - [invalid-declaration] ``release`` is a str/int, ``drops`` a list of "table[.column]",
-  ``replaces`` a dict of "table[.column]" -> "table[.column]", ``waivers`` a dict of str.
+  ``replaces`` a dict of "table[.column]" -> "table[.column]" (or a non-empty list of them,
+  when one thing is split into several), ``waivers`` a dict of str.
 - [release-out-of-order] a release's revisions are contiguous in the history (a release
   never reappears after a later one).
 - [drops-outside-contract] only contract revisions declare ``drops``.
@@ -62,7 +64,7 @@ class RevisionInfo(BaseModel):
     release: str
     release_declared: bool = False
     drops: list[str] = Field(default_factory=list)
-    replaces: dict[str, str] = Field(default_factory=dict)
+    replaces: dict[str, str | list[str]] = Field(default_factory=dict)
     waivers: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -101,9 +103,9 @@ class PhasePlan(BaseModel):
                 out.append((info.release, [info]))
         return out
 
-    def replaced_pairs(self) -> dict[str, str]:
-        """All ``replaces`` declarations of the project, old -> new."""
-        pairs: dict[str, str] = {}
+    def replaced_pairs(self) -> dict[str, str | list[str]]:
+        """All ``replaces`` declarations of the project, old -> new (a list for a split)."""
+        pairs: dict[str, str | list[str]] = {}
         for info in self.revisions:
             pairs.update(info.replaces)
         return pairs
@@ -206,16 +208,26 @@ def _items(raw: Any, name: str, rev: str, relpath: str, bad: Any) -> list[str]:
     return good
 
 
-def _mapping(raw: Any, name: str, rev: str, relpath: str, bad: Any) -> dict[str, str]:
+def targets(value: str | list[str]) -> list[str]:
+    """The items a ``replaces`` value names: one, or several for a split."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _mapping(
+    raw: Any, name: str, rev: str, relpath: str, bad: Any
+) -> dict[str, str | list[str]]:
     if not isinstance(raw, dict):
         bad("invalid-declaration",
             f"revision {rev} ({relpath}): `{name}` must be a dict, got {type(raw).__name__}.",
             f'write `{name} = {{"users.name": "users.full_name"}}`')
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, str | list[str]] = {}
     for k, v in raw.items():
-        if isinstance(k, str) and isinstance(v, str) and _ITEM.match(k) and _ITEM.match(v):
+        many = isinstance(v, (list, tuple)) and bool(v) and all(isinstance(x, str) for x in v)
+        if isinstance(k, str) and _ITEM.match(k) and isinstance(v, str) and _ITEM.match(v):
             out[k] = v
+        elif isinstance(k, str) and _ITEM.match(k) and many and all(_ITEM.match(x) for x in v):
+            out[k] = list(v)
         else:
             bad("invalid-declaration",
                 f"revision {rev} ({relpath}): `{name}` entry {k!r}: {v!r} is not "

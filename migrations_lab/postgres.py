@@ -479,6 +479,12 @@ def _unprivileged_user(requested: str | None) -> str | None:
     return name
 
 
+def unprivileged_user(requested: str | None = None) -> str | None:
+    """The user PostgreSQL runs as: None when this process is not root (it runs as itself),
+    else ``requested``, ``$MIGRATIONS_LAB_PG_USER`` or ``postgres`` (checked to exist)."""
+    return _unprivileged_user(requested)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

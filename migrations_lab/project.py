@@ -157,6 +157,33 @@ class AlembicProject:
             return str(path)
 
 
+_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", "build", "dist",
+              ".tox", ".ruff_cache", ".pytest_cache"}
+
+
+def find_alembic_ini(root: str | os.PathLike[str]) -> Path | None:
+    """The one ``alembic.ini`` at or below ``root`` (e.g. a service folder whose migrations
+    live inside its package, or an unpacked wheel); None when there is none.
+
+    Raises ``LabConfigError`` when there are several (say which to use)."""
+    base = Path(root)
+    if (base / "alembic.ini").is_file():
+        return base / "alembic.ini"
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
+        if "alembic.ini" in filenames:
+            found.append(Path(dirpath) / "alembic.ini")
+    if len(found) > 1:
+        raise LabConfigError(
+            f"project path {base}",
+            f"holds {len(found)} Alembic projects: {', '.join(str(f) for f in found)}.",
+            "pass the one to check (its folder or its alembic.ini)",
+        )
+    return found[0] if found else None
+
+
 def _wrap(script: Script) -> RevisionScript:
     down = script.down_revision
     downs: tuple[str, ...]

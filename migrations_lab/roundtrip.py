@@ -27,7 +27,7 @@ from migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
 from migrations_lab.connect import TimeoutSettings, connect
 from migrations_lab.errors import LabError
 from migrations_lab.findings import Finding
-from migrations_lab.phases import PhasePlan, RevisionInfo
+from migrations_lab.phases import PhasePlan, RevisionInfo, targets
 from migrations_lab.project import AlembicProject
 from migrations_lab.seed import SeedHook, default_seed
 from migrations_lab.snapshot import Difference, Snapshot, diff_data, diff_schema, take
@@ -101,7 +101,7 @@ def round_trip(
 
 
 def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None,
-         pairs: dict[str, str], version_table: str) -> RoundTrip:
+         pairs: dict[str, str | list[str]], version_table: str) -> RoundTrip:
     rt = RoundTrip(revision=info.revision)
 
     def snap() -> Snapshot:
@@ -150,7 +150,7 @@ def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None
 
 
 def _seed(conn: Connection, revision: str | None, hook: SeedHook | None,
-          pairs: dict[str, str], rt: RoundTrip) -> None:
+          pairs: dict[str, str | list[str]], rt: RoundTrip) -> None:
     if hook is not None:
         hook(conn, revision)
         return
@@ -162,11 +162,11 @@ def _seed(conn: Connection, revision: str | None, hook: SeedHook | None,
 def _tolerated(info: RevisionInfo) -> set[str]:
     if info.phase != "migrate":
         return set()
-    return set(info.replaces.values())
+    return {item for value in info.replaces.values() for item in targets(value)}
 
 
 def _compare(rt: RoundTrip, info: RevisionInfo, expected: Snapshot, got: Snapshot,
-             after: str, *, tolerate: set[str], pairs: dict[str, str]) -> None:
+             after: str, *, tolerate: set[str], pairs: dict[str, str | list[str]]) -> None:
     schema = diff_schema(expected, got)
     data = diff_data(expected, got)
     kept: list[Difference] = []
@@ -207,10 +207,12 @@ def _compare(rt: RoundTrip, info: RevisionInfo, expected: Snapshot, got: Snapsho
             ))
 
 
-def _fix(info: RevisionInfo, table: str, pairs: dict[str, str]) -> str:
+def _fix(info: RevisionInfo, table: str, pairs: dict[str, str | list[str]]) -> str:
     if info.phase == "contract":
         sources = [
-            f"{item} from {pairs.get(item, 'its replacement')}" for item in info.drops
+            f"{item} from "
+            f"{' + '.join(targets(pairs[item])) if item in pairs else 'its replacement'}"
+            for item in info.drops
             if item.split(".")[0] == table
         ]
         hint = f" ({', '.join(sources)})" if sources else ""

@@ -132,7 +132,7 @@ def default_seed(
     revision: str | None,
     *,
     rows: int = 3,
-    pairs: dict[str, str] | None = None,
+    pairs: dict[str, str | list[str]] | None = None,
     exclude: tuple[str, ...] = ("alembic_version",),
 ) -> SeedReport:
     """Insert ``rows`` generated rows into every table that can take them."""
@@ -145,7 +145,8 @@ def default_seed(
     same_table: dict[tuple[str, str], str] = {
         (old.split(".")[0], old.split(".")[1]): new.split(".")[1]
         for old, new in (pairs or {}).items()
-        if "." in old and "." in new and old.split(".")[0] == new.split(".")[0]
+        if isinstance(new, str)  # a split (a list) is left to the project's own seed
+        and "." in old and "." in new and old.split(".")[0] == new.split(".")[0]
     }
     for name in _order(conn, names):
         table = Table(name, meta, autoload_with=conn)

@@ -50,8 +50,9 @@ class BuildSection(BaseModel):
     def _never_latest(cls, value: str | None) -> str | None:
         if value is not None:
             raise ValueError(
-                f"images are always tagged with the full commit SHA; a fixed tag ({value!r}) "
-                "such as 'latest' would make releases mutable. Remove image_tag"
+                f"images are always tagged with the full commit SHA; a fixed tag like "
+                f"{value!r} can be moved to other code, so a release would be mutable. Remove "
+                "image_tag"
             )
         return value
 
@@ -118,17 +119,21 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def describe_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem: ``<source>: <field> ...`` (no prefix when ``source`` is empty)."""
     lines = []
+    prefix = f"{source}: " if source else ""
     for error in exc.errors():
         field = _field(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
+        message = error["msg"].removeprefix("Value error, ").rstrip(".")
         if error["type"] == "missing":
-            lines.append(f"{source}: {field} is missing; it is required.")
+            lines.append(f"{prefix}{field} is missing; it is required.")
         elif error["type"] == "extra_forbidden":
-            lines.append(f"{source}: {field} is not a known setting; remove it or check spelling.")
+            lines.append(f"{prefix}{field} is not a known setting; remove it or check spelling.")
+        elif not error["loc"]:  # a rule across fields: the message names them
+            lines.append(f"{prefix}{message}.")
         else:
             value = error.get("input")
-            lines.append(f"{source}: {field} = {value!r}: {message}.")
+            lines.append(f"{prefix}{field} = {value!r}: {message}.")
     return "\n".join(lines)
 
 
@@ -142,7 +147,7 @@ def parse_manifest(text: str, source: str = MANIFEST_NAME) -> ServiceManifest:
     except ValidationError as exc:
         raise ConfigError(
             source,
-            "invalid manifest:\n" + describe_validation_error(source, exc),
+            "invalid manifest:\n" + describe_validation_error("", exc),
             "see examples/hello-service/delivery.toml for a complete example.",
         ) from None
 

@@ -18,11 +18,13 @@
 #
 #   127.0.0.1:5000/prefect-delivery/python-web:3.11   (skip with --no-web)
 #       The above plus the sample service's runtime (PD_WEB_PACKAGES, default
-#       uvicorn and starlette pinned to what the project venv runs), baked in
+#       uvicorn, starlette, sqlalchemy and psycopg pinned to what the project
+#       venv runs), baked in
 #       so that a service image build is offline and only installs its own
 #       wheel: `FROM 127.0.0.1:5000/prefect-delivery/python-web:3.11` then
 #       `RUN pip install --no-index /tmp/svc.whl` resolves the service's
-#       uvicorn/starlette requirements against what is already installed.
+#       uvicorn/starlette/sqlalchemy/psycopg requirements against what is
+#       already installed.
 #       The wheels are fetched once by the host's pip (`pip download`, from
 #       PyPI) into the cache and installed with `pip install --no-index`
 #       inside a classic-builder `docker build`.
@@ -51,7 +53,7 @@ INCLUDE=python3,python3-pip,python3-venv,ca-certificates,netbase,tzdata
 # Bump when the rootfs recipe below changes: it names the cached tarball.
 RECIPE_VERSION=1
 CACHE=${PD_BASE_IMAGE_CACHE:-/var/cache/prefect-delivery/base-image}
-WEB_PACKAGES=${PD_WEB_PACKAGES:-uvicorn==0.54.0 starlette==1.10.0}
+WEB_PACKAGES=${PD_WEB_PACKAGES:-uvicorn==0.54.0 starlette==1.10.0 sqlalchemy==2.1.9 psycopg==3.3.9 psycopg-binary==3.3.9}
 LOG=$PD_CI_LOG_DIR/base-image.log
 LABEL_PREFIX=org.prefect-delivery
 # Classic builder: what docker-py's images.build uses; BuildKit would need the

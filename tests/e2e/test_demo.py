@@ -10,7 +10,7 @@ import httpx
 from support import VENV_BIN, free_port, short_tmpdir
 
 
-def test_demo_leaves_both_environments_on_release_2_from_one_digest():
+def test_demo_leaves_both_environments_on_the_final_release_from_one_digest():
     home = short_tmpdir("pd-demo-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.pop("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", None)
@@ -36,7 +36,11 @@ def test_demo_leaves_both_environments_on_release_2_from_one_digest():
             cwd=home,
         )
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-        assert "Both environments are running release 2" in demo.stdout
+        assert "Both environments are running release 4 (1.3.0)" in demo.stdout
+        # the schema change travelled: each phase applied before its code, in both databases
+        for n, revision in ((1, "0001"), (2, "0002"), (3, "0003"), (4, "0004")):
+            assert f"Demo: delivering release {n}" in demo.stdout
+            assert demo.stdout.count(f"schema at {revision}; code reads") == 2, demo.stdout
 
         status = subprocess.run(
             [delivery, "status", "--json"],
@@ -53,14 +57,19 @@ def test_demo_leaves_both_environments_on_release_2_from_one_digest():
         assert len(digests) == 1
         for name, port in zip(("staging", "production"), ports, strict=True):
             assert report[name]["url"] == f"http://127.0.0.1:{port}"
-            assert report[name]["live"]["version"] == "1.1.0"
+            assert report[name]["live"]["version"] == "1.3.0"
             served = httpx.get(report[name]["url"] + "/version", timeout=5).json()
-            assert served == {"version": "1.1.0", "commit": report[name]["live"]["commit"]}
+            assert served == {"version": "1.3.0", "commit": report[name]["live"]["commit"]}
+            assert report[name]["database"]["revision"] == "0004"
+            assert "***@127.0.0.1" in report[name]["database"]["url"]  # masked
+            body = httpx.get(report[name]["url"] + "/api/people", timeout=5).json()
+            assert body["database"] is True and body["schema"] == "split"
     finally:
         down = subprocess.run(
             [delivery, "down"], capture_output=True, text=True, timeout=300, env=env, cwd=home
         )
     assert down.returncode == 0, down.stderr[-2000:]
+    assert "postgres:staging" in down.stdout and "postgres:production" in down.stdout
     for port in ports:
         try:
             httpx.get(f"http://127.0.0.1:{port}/version", timeout=2)

@@ -14,8 +14,10 @@ URL = "postgresql+psycopg://app:t0psecret@127.0.0.1:1/app"
 
 
 def test_url_reaches_the_suite_only_through_the_environment():
-    script = ("import os, sys; u = os.environ['DATABASE_URL']; print('argv', sys.argv[1:]); "
-              "print('url', u); sys.exit(0 if u == os.environ['EXPECTED'] else 3)")
+    script = (
+        "import os, sys; u = os.environ['DATABASE_URL']; print('argv', sys.argv[1:]); "
+        "print('url', u); sys.exit(0 if u == os.environ['EXPECTED'] else 3)"
+    )
     res = run_suite([sys.executable, "-c", script, "plain-arg"], URL, env={"EXPECTED": URL})
     assert res.passed and res.returncode == 0
     assert "argv ['plain-arg']" in res.output_tail
@@ -31,8 +33,11 @@ def test_failing_suite_returns_its_tail():
 
 
 def test_timeout_fails_the_suite():
-    res = run_suite([sys.executable, "-c", "import time; print('start', flush=True); "
-                     "time.sleep(30)"], URL, timeout_s=1)
+    res = run_suite(
+        [sys.executable, "-c", "import time; print('start', flush=True); time.sleep(30)"],
+        URL,
+        timeout_s=1,
+    )
     assert not res.passed and res.timed_out and "timed out" in res.output_tail
 
 
@@ -46,8 +51,11 @@ def test_password_on_the_command_line_is_refused():
 def _plan(phases: list[tuple[str, str]]) -> PhasePlan:
     revs, down = [], None
     for n, (phase, release) in enumerate(phases, 1):
-        revs.append(RevisionInfo(revision=f"r{n}", down_revision=down, path=f"r{n}.py",
-                                 phase=phase, release=release))
+        revs.append(
+            RevisionInfo(
+                revision=f"r{n}", down_revision=down, path=f"r{n}.py", phase=phase, release=release
+            )
+        )
         down = f"r{n}"
     return PhasePlan(project="p", revisions=revs, heads=[down])
 

@@ -33,8 +33,9 @@ def test_defaults_host_network_loopback_and_fast_settings(monkeypatch):
 
 
 def test_image_and_settings_are_configurable_but_not_the_listen_address():
-    config = DockerPostgresConfig(image="registry.local/pg:15",
-                                  settings={"listen_addresses": "*", "work_mem": "64MB"})
+    config = DockerPostgresConfig(
+        image="registry.local/pg:15", settings={"listen_addresses": "*", "work_mem": "64MB"}
+    )
     spec = container_spec(config, port=6000, password="x")
     pairs = dict(a.split("=", 1) for a in spec["command"][2::2])
     assert spec["image"] == "registry.local/pg:15"

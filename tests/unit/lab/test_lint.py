@@ -13,10 +13,18 @@ from migrations_lab.project import AlembicProject
 LT = "SET lock_timeout = '2s';\n"
 
 
-def info(phase: str = "expand", drops: list[str] | None = None,
-         waivers: dict | None = None) -> RevisionInfo:
-    return RevisionInfo(revision="r1", down_revision=None, path="versions/r1.py", phase=phase,
-                        release="1", drops=drops or [], waivers=waivers or {})
+def info(
+    phase: str = "expand", drops: list[str] | None = None, waivers: dict | None = None
+) -> RevisionInfo:
+    return RevisionInfo(
+        revision="r1",
+        down_revision=None,
+        path="versions/r1.py",
+        phase=phase,
+        release="1",
+        drops=drops or [],
+        waivers=waivers or {},
+    )
 
 
 def found(sql: str, phase: str = "expand", **kw) -> list[str]:
@@ -57,17 +65,23 @@ def test_concurrently_inside_a_transaction_block():
 
 def test_add_column_not_null_without_default():
     assert found(LT + "ALTER TABLE t ADD COLUMN c TEXT NOT NULL;") == [
-        "add-column-not-null-without-default"]
+        "add-column-not-null-without-default"
+    ]
     assert found(LT + "ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'x' NOT NULL;") == []
     assert found(LT + "ALTER TABLE t ADD COLUMN c TEXT;") == []
 
 
 def test_add_column_that_rewrites():
-    for definition in ("UUID DEFAULT gen_random_uuid()", "FLOAT DEFAULT random() NOT NULL",
-                       "BIGSERIAL", "BIGINT GENERATED ALWAYS AS IDENTITY",
-                       "INT GENERATED ALWAYS AS (a * 2) STORED"):
-        assert found(LT + f"ALTER TABLE t ADD COLUMN c {definition};") == [
-            "add-column-rewrite"], definition
+    for definition in (
+        "UUID DEFAULT gen_random_uuid()",
+        "FLOAT DEFAULT random() NOT NULL",
+        "BIGSERIAL",
+        "BIGINT GENERATED ALWAYS AS IDENTITY",
+        "INT GENERATED ALWAYS AS (a * 2) STORED",
+    ):
+        assert found(LT + f"ALTER TABLE t ADD COLUMN c {definition};") == ["add-column-rewrite"], (
+            definition
+        )
     assert found(LT + "ALTER TABLE t ADD COLUMN c TIMESTAMPTZ DEFAULT now();") == []
 
 
@@ -92,8 +106,12 @@ def test_set_not_null_after_a_validated_check_is_safe():
 
 def test_validated_check_carries_over_from_an_earlier_revision():
     state = LintState()
-    lint_sql(LT + "ALTER TABLE t ADD CONSTRAINT ck CHECK (c IS NOT NULL) NOT VALID;"
-                  "ALTER TABLE t VALIDATE CONSTRAINT ck;", info("migrate"), state)
+    lint_sql(
+        LT + "ALTER TABLE t ADD CONSTRAINT ck CHECK (c IS NOT NULL) NOT VALID;"
+        "ALTER TABLE t VALIDATE CONSTRAINT ck;",
+        info("migrate"),
+        state,
+    )
     later = lint_sql(LT + "ALTER TABLE t ALTER COLUMN c SET NOT NULL;", info("contract"), state)
     assert [f.rule for f in later] == []
 
@@ -101,7 +119,8 @@ def test_validated_check_carries_over_from_an_earlier_revision():
 def test_alter_column_type():
     assert found(LT + "ALTER TABLE t ALTER COLUMN c TYPE BIGINT;") == ["alter-column-type"]
     assert found(LT + "ALTER TABLE t ALTER c SET DATA TYPE TEXT USING c::text;") == [
-        "alter-column-type"]
+        "alter-column-type"
+    ]
 
 
 def test_add_foreign_key_without_not_valid():
@@ -112,13 +131,13 @@ def test_add_foreign_key_without_not_valid():
 
 def test_add_check_without_not_valid():
     assert found(LT + "ALTER TABLE t ADD CONSTRAINT ck CHECK (a > 0);") == [
-        "add-check-without-not-valid"]
+        "add-check-without-not-valid"
+    ]
     assert found(LT + "ALTER TABLE t ADD CONSTRAINT ck CHECK (a > 0) NOT VALID;") == []
 
 
 def test_add_unique_constraint_without_index():
-    assert found(LT + "ALTER TABLE t ADD CONSTRAINT uq UNIQUE (a);") == [
-        "add-unique-without-index"]
+    assert found(LT + "ALTER TABLE t ADD CONSTRAINT uq UNIQUE (a);") == ["add-unique-without-index"]
     assert found(LT + "ALTER TABLE t ADD CONSTRAINT uq UNIQUE USING INDEX ix;") == []
 
 
@@ -131,8 +150,7 @@ def test_rename_column_and_table():
 
 def test_drop_column_outside_contract():
     assert found(LT + "ALTER TABLE t DROP COLUMN a;") == ["drop-column-outside-contract"]
-    assert found(LT + "ALTER TABLE t DROP COLUMN a;", "migrate") == [
-        "drop-column-outside-contract"]
+    assert found(LT + "ALTER TABLE t DROP COLUMN a;", "migrate") == ["drop-column-outside-contract"]
     assert found(LT + "ALTER TABLE t DROP COLUMN a;", "contract", drops=["t.a"]) == []
     assert found(LT + "ALTER TABLE t ALTER COLUMN a DROP NOT NULL;") == []
 
@@ -144,7 +162,8 @@ def test_drop_table_outside_contract():
 
 def test_contract_must_declare_what_it_drops():
     assert found(LT + "ALTER TABLE t DROP COLUMN a;", "contract", drops=["t.b"]) == [
-        "undeclared-drop"]
+        "undeclared-drop"
+    ]
     warnings = [f for f in lint_sql(LT + "SELECT 1;", info("contract", drops=["t.b"]))]
     assert [(f.rule, f.severity) for f in warnings] == [("declared-drop-missing", "warning")]
 
@@ -152,12 +171,16 @@ def test_contract_must_declare_what_it_drops():
 def test_missing_lock_timeout():
     assert found("ALTER TABLE t ADD COLUMN c TEXT;") == ["missing-lock-timeout"]
     assert found("SET lock_timeout = 0;\nALTER TABLE t ADD COLUMN c TEXT;") == [
-        "missing-lock-timeout"]
-    assert found("SELECT set_config('lock_timeout', '2s', false); "
-                 "ALTER TABLE t ADD COLUMN c TEXT;") == []
+        "missing-lock-timeout"
+    ]
+    assert (
+        found("SELECT set_config('lock_timeout', '2s', false); ALTER TABLE t ADD COLUMN c TEXT;")
+        == []
+    )
     # SET LOCAL ends with the transaction
-    assert found("BEGIN; SET LOCAL lock_timeout = '1s'; COMMIT;\n"
-                 "ALTER TABLE t ADD COLUMN c TEXT;") == ["missing-lock-timeout"]
+    assert found(
+        "BEGIN; SET LOCAL lock_timeout = '1s'; COMMIT;\nALTER TABLE t ADD COLUMN c TEXT;"
+    ) == ["missing-lock-timeout"]
     # DML only: no DDL, no need
     assert found("INSERT INTO t VALUES (1);") == []
 
@@ -174,15 +197,19 @@ def test_data_change_in_expand():
 
 
 def test_keywords_inside_literals_and_comments_are_not_statements():
-    sql = LT + ("INSERT INTO t (a) VALUES ('DROP TABLE x; ALTER TABLE y RENAME TO z');\n"
-                "-- DROP TABLE t;\n/* CREATE INDEX i ON t (a); */\n"
-                "DO $$ BEGIN RAISE NOTICE 'UPDATE t SET a = 1'; END $$;")
+    sql = LT + (
+        "INSERT INTO t (a) VALUES ('DROP TABLE x; ALTER TABLE y RENAME TO z');\n"
+        "-- DROP TABLE t;\n/* CREATE INDEX i ON t (a); */\n"
+        "DO $$ BEGIN RAISE NOTICE 'UPDATE t SET a = 1'; END $$;"
+    )
     assert found(sql) == []
 
 
 def test_alembic_version_statements_are_ignored():
-    sql = ("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);\n"
-           "UPDATE alembic_version SET version_num='b';")
+    sql = (
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);\n"
+        "UPDATE alembic_version SET version_num='b';"
+    )
     assert found(sql) == []
 
 
@@ -213,14 +240,19 @@ def test_waiver_with_empty_reason_is_an_error_and_silences_nothing():
     sql = LT + "CREATE INDEX ix ON t (a);"
     out = lint_sql(sql, info(waivers={"create-index-not-concurrently": "   "}))
     assert sorted(f.rule for f in out if f.failing) == [
-        "create-index-not-concurrently", "waiver-without-reason"]
+        "create-index-not-concurrently",
+        "waiver-without-reason",
+    ]
 
 
 def test_unknown_and_unused_waivers():
-    out = lint_sql(LT + "SELECT 1;", info(waivers={"no-such-rule": "x",
-                                                   "rename-table": "not needed"}))
+    out = lint_sql(
+        LT + "SELECT 1;", info(waivers={"no-such-rule": "x", "rename-table": "not needed"})
+    )
     assert {(f.rule, f.severity) for f in out} == {
-        ("unknown-waiver", "error"), ("unused-waiver", "warning")}
+        ("unknown-waiver", "error"),
+        ("unused-waiver", "warning"),
+    }
 
 
 # -- whole projects (offline rendering through Alembic's API) -------------------------------
@@ -237,18 +269,28 @@ def test_fixture_dangerous_is_caught(fixtures):
     project = AlembicProject(fixtures / "dangerous")
     results = lint_project(project, read_plan(project))
     assert [(f.rule, f.waived is not None) for f in results["0001"]] == [
-        ("create-index-not-concurrently", True)]
+        ("create-index-not-concurrently", True)
+    ]
     assert {f.rule for f in results["0002"] if f.failing} == {
-        "missing-lock-timeout", "create-index-not-concurrently",
-        "add-column-not-null-without-default", "alter-column-type", "rename-column",
+        "missing-lock-timeout",
+        "create-index-not-concurrently",
+        "add-column-not-null-without-default",
+        "alter-column-type",
+        "rename-column",
         "waiver-without-reason",
     }
 
 
 def test_revision_that_cannot_render_offline_is_a_finding(project):
-    root = project([{"revision": "a1", "decl": 'phase = "expand"',
-                     "upgrade": 'if op.get_context().as_sql:\n'
-                                '    raise RuntimeError("online only")'}])
+    root = project(
+        [
+            {
+                "revision": "a1",
+                "decl": 'phase = "expand"',
+                "upgrade": 'if op.get_context().as_sql:\n    raise RuntimeError("online only")',
+            }
+        ]
+    )
     proj = AlembicProject(root)
     [f] = lint_project(proj, read_plan(proj))["a1"]
     assert f.rule == "offline-render-failed"
@@ -269,6 +311,5 @@ def test_safe_expand_migrate_contract_statements_pass_in_every_phase(phase):
 def test_validate_in_the_transaction_that_added_the_constraint():
     add = "ALTER TABLE t ADD CONSTRAINT ck CHECK (a > 0) NOT VALID;\n"
     validate = "ALTER TABLE t VALIDATE CONSTRAINT ck;\n"
-    assert found("BEGIN;\n" + LT + add + validate + "COMMIT;") == [
-        "validate-in-same-transaction"]
+    assert found("BEGIN;\n" + LT + add + validate + "COMMIT;") == ["validate-in-same-transaction"]
     assert found("BEGIN;\n" + LT + add + "COMMIT;\n" + validate) == []

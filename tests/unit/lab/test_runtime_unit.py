@@ -31,13 +31,19 @@ class _Orig(Exception):
     pass
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('connection to server at "h" failed: FATAL:  password authentication failed for user "u"',
-     "password authentication failed"),
-    ('connection to server at "h", port 1 failed: Connection refused', "connection refused"),
-    ('FATAL:  database "nope" does not exist', "does not exist"),
-    ("timeout expired", "timed out"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'connection to server at "h" failed: '
+            'FATAL:  password authentication failed for user "u"',
+            "password authentication failed",
+        ),
+        ('connection to server at "h", port 1 failed: Connection refused', "connection refused"),
+        ('FATAL:  database "nope" does not exist', "does not exist"),
+        ("timeout expired", "timed out"),
+    ],
+)
 def test_connect_errors_are_classified_and_never_show_the_password(text, expected):
     url = "postgresql+psycopg://u:hunter2@h:1/d"
     err = describe_connect_error(_Orig(text + " hunter2"), url)
@@ -67,14 +73,23 @@ def test_root_needs_an_existing_unprivileged_user(monkeypatch):
     assert postgres._unprivileged_user(None) is None
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"table": "users; DROP TABLE x"}, "plain identifier"),
-    ({"key": "id)"}, "plain identifier"),
-    ({"batch_size": 0}, ">= 1"),
-    ({"pause_s": -1}, ">= 0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"table": "users; DROP TABLE x"}, "plain identifier"),
+        ({"key": "id)"}, "plain identifier"),
+        ({"batch_size": 0}, ">= 1"),
+        ({"pause_s": -1}, ">= 0"),
+    ],
+)
 def test_backfill_refuses_bad_input(kwargs, match):
     args = {"table": "users", "key": "id", "batch_size": 10, "pause_s": 0.0} | kwargs
     with pytest.raises(LabConfigError, match=match):
-        batched_backfill(lambda: None, args["table"], args["key"], "a = 1",  # type: ignore
-                         args["batch_size"], args["pause_s"])
+        batched_backfill(
+            lambda: None,
+            args["table"],
+            args["key"],
+            "a = 1",  # type: ignore
+            args["batch_size"],
+            args["pause_s"],
+        )

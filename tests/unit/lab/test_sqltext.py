@@ -26,4 +26,6 @@ def test_unquote_and_top_level_split():
     assert unquote('"My Table"') == "My Table"
     assert unquote("public.Users") == "users"
     assert split_top_level("ADD COLUMN a numeric(10, 2), DROP COLUMN b") == [
-        "ADD COLUMN a numeric(10, 2)", "DROP COLUMN b"]
+        "ADD COLUMN a numeric(10, 2)",
+        "DROP COLUMN b",
+    ]

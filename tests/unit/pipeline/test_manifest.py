@@ -22,7 +22,11 @@ def test_example_manifest_is_valid():
     assert manifest.service.name == "hello-service"
     spec = manifest.run_spec()
     assert spec.health_path == "/healthz"
-    assert [c.path for c in spec.smoke] == ["/api/greeting?name=delivery", "/api/stats"]
+    assert [c.path for c in spec.smoke] == [
+        "/api/greeting?name=delivery",
+        "/api/stats",
+        "/api/people",
+    ]
 
 
 def test_defaults_fill_in():

@@ -9,6 +9,7 @@ import uvicorn
 
 from hello_service.app import create_app
 from hello_service.faults import FaultSpecError, current_fault
+from hello_service.people import PeopleConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     if fault.crashes:
         print("hello-service: fault 'crash' set, exiting at start-up", file=sys.stderr)
         return 3
+    try:
+        app = create_app(fault=fault)
+    except PeopleConfigError as exc:
+        print(f"hello-service: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(fault=fault),
+        app,
         host=args.host,
         port=args.port,
         log_level="warning",

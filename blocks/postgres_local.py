@@ -1,0 +1,366 @@
+"""A persistent local PostgreSQL cluster under the state folder: the demo's databases.
+
+``delivery setup`` and ``delivery demo`` give each environment a cluster of its own
+(``<state>/postgres/<environment>``): ``initdb`` once, ``pg_ctl start`` whenever the pipeline
+needs it, ``pg_ctl stop`` on ``delivery down``. The data survives between runs.
+
+PostgreSQL refuses to run as root, so as root the cluster runs as an unprivileged user
+(``postgres`` unless ``MIGRATIONS_LAB_PG_USER`` says otherwise; the same rule and helpers as
+migrations_lab's ephemeral clusters: ``find_bindir``, ``unprivileged_user``). That user must
+be able to reach the data folder: missing search (x) permission on a folder above it is granted
+and said so.
+
+Administration goes through the cluster's unix socket with ``trust`` for local connections
+(only users of this machine that can open the socket folder reach it); TCP on 127.0.0.1 asks
+for a password (scram-sha-256). No password is ever written to disk by this module: the
+application role's password lives only in the ``PostgresDatabase`` block that holds its URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy.engine import URL
+
+from blocks.errors import ConfigError, InfrastructureError
+from blocks.paths import atomic_write_json, free_port, pid_alive
+
+SUPERUSER = "delivery"
+SOCKET_PATH_MAX = 90  # unix socket paths must stay under 108 bytes (".s.PGSQL.<port>" added)
+
+
+class LocalCluster:
+    """One PostgreSQL cluster in ``folder`` (data, log, settings)."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder).resolve()
+
+    # ----------------------------------------------------------------- layout
+    @property
+    def datadir(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.folder / "postgres.log"
+
+    @property
+    def _record(self) -> Path:
+        return self.folder / "cluster.json"
+
+    @property
+    def socket_dir(self) -> Path:
+        if len(str(self.folder)) <= SOCKET_PATH_MAX:
+            return self.folder
+        digest = hashlib.sha256(str(self.folder).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"pd-pg-{digest}"
+
+    def settings(self) -> dict[str, Any]:
+        try:
+            return json.loads(self._record.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def port(self) -> int | None:
+        value = self.settings().get("port")
+        return int(value) if value else None
+
+    @property
+    def exists(self) -> bool:
+        return (self.datadir / "PG_VERSION").is_file() and self.port is not None
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    @property
+    def running(self) -> bool:
+        pid = self.pid
+        return pid is not None and pid_alive(pid)
+
+    def describe(self) -> str:
+        return f"local PostgreSQL in {self.folder} (127.0.0.1:{self.port or '?'})"
+
+    # ----------------------------------------------------------------- processes
+    def _tools(self) -> tuple[Path, str | None]:
+        from migrations_lab.errors import LabConfigError
+        from migrations_lab.postgres import find_bindir, unprivileged_user
+
+        try:
+            return find_bindir(self.settings().get("bindir")), unprivileged_user()
+        except LabConfigError as exc:
+            raise ConfigError(exc.where, exc.problem, exc.fix) from None
+
+    def _run(self, argv: list[str], run_as: str | None, timeout_s: float = 90) -> str:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C",
+            "LANG": "C",
+            "HOME": str(self.folder),
+        }
+        kwargs: dict[str, Any] = {}
+        if run_as:
+            runuser = shutil.which("runuser")
+            if runuser:
+                argv = [runuser, "-u", run_as, "--", *argv]
+            else:
+                entry = pwd.getpwnam(run_as)
+                kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # the server outlives this process and its signals
+            **kwargs,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise InfrastructureError(
+                f"{Path(argv[-1]).name} of {self.describe()} did not finish in {timeout_s:.0f}s; "
+                f"read {self.logfile}"
+            ) from None
+        if proc.returncode != 0:
+            tool = next((Path(a).name for a in argv if "/bin/" in a and "runuser" not in a), "")
+            raise InfrastructureError(
+                f"{tool or argv[0]} failed for {self.describe()}: {_tail(out)} {self._log_tail()}"
+                f" (read {self.logfile})"
+            )
+        return out
+
+    def _log_tail(self) -> str:
+        try:
+            return _tail(self.logfile.read_text(errors="replace"))
+        except OSError:
+            return ""
+
+    # ----------------------------------------------------------------- lifecycle
+    def init(self, port: int | None = None) -> bool:
+        """Create the cluster unless it exists; True when it was created now."""
+        if self.exists:
+            return False
+        bindir, run_as = self._tools()
+        if self.datadir.exists():  # a half-made cluster from an interrupted init
+            shutil.rmtree(self.datadir)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        sockets = self.socket_dir
+        sockets.mkdir(parents=True, exist_ok=True)
+        if run_as:
+            entry = pwd.getpwnam(run_as)
+            for path in {self.folder, sockets}:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+            _grant_search(self.folder, entry)
+        self._run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            run_as,
+        )
+        chosen = port or free_port()
+        conf = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(chosen),
+            "unix_socket_directories": str(sockets),
+            "synchronous_commit": "off",
+            "max_connections": "60",
+            "unix_socket_permissions": "0700",  # admin over the socket: its owner (or root)
+        }
+        with (self.datadir / "postgresql.conf").open("a") as handle:
+            handle.write("\n# prefect-delivery\n")
+            handle.writelines(f"{k} = '{v}'\n" for k, v in conf.items())
+        atomic_write_json(self._record, {"port": chosen, "bindir": str(bindir)})
+        return True
+
+    def start(self, timeout_s: float = 30) -> None:
+        """Start the server if it is not running (idempotent)."""
+        if not self.exists:
+            raise ConfigError(
+                f"database cluster {self.folder}",
+                "does not exist (no data folder).",
+                "run `delivery setup` (or `delivery demo`) again to create it.",
+            )
+        if self.running:
+            return
+        bindir, run_as = self._tools()
+        if run_as and not self.socket_dir.exists():  # /tmp was cleaned
+            self.socket_dir.mkdir(parents=True)
+            entry = pwd.getpwnam(run_as)
+            os.chown(self.socket_dir, entry.pw_uid, entry.pw_gid)
+        stale = self.datadir / "postmaster.pid"
+        if stale.exists() and not self.running:
+            stale.unlink(missing_ok=True)
+        self._run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                str(int(timeout_s)),
+                "start",
+            ],
+            run_as,
+            timeout_s + 30,
+        )
+
+    def stop(self, timeout_s: float = 30) -> bool:
+        """Stop the server if it runs; True when it was running."""
+        if not self.exists or not self.running:
+            return False
+        bindir, run_as = self._tools()
+        try:
+            self._run(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(int(timeout_s)),
+                    "stop",
+                ],
+                run_as,
+                timeout_s + 30,
+            )
+        except InfrastructureError:
+            pid = self.pid
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 10
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return True
+
+    # ----------------------------------------------------------------- databases
+    def _admin(self, dbname: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=SUPERUSER,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=10,
+        )
+
+    def ensure_database(self, name: str, role: str, password: str | None) -> None:
+        """The role (with this password, when given) and its database, created if missing."""
+        from psycopg import sql
+
+        with self._admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            if password is not None:
+                conn.execute(
+                    sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                        sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+                    )
+                )
+            elif not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(role)
+                    )
+                )
+
+    def reset_database(self, name: str, role: str) -> None:
+        """Drop and re-create a database (closing its connections): a fresh start."""
+        from psycopg import sql
+
+        with self._admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(role)
+                )
+            )
+
+    def execute(self, dbname: str, statement: str) -> list[tuple]:
+        """Run one statement as the superuser (tests and the demo's checks)."""
+        with self._admin(dbname) as conn:
+            cursor = conn.execute(statement)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    def url(self, name: str, role: str, password: str) -> SecretStr:
+        if self.port is None:
+            raise ConfigError(
+                f"database cluster {self.folder}",
+                "has no port recorded.",
+                "run `delivery setup` again.",
+            )
+        url = URL.create(
+            "postgresql+psycopg",
+            username=role,
+            password=password,
+            host="127.0.0.1",
+            port=self.port,
+            database=name,
+        )
+        return SecretStr(url.render_as_string(hide_password=False))
+
+
+def _grant_search(folder: Path, entry: pwd.struct_passwd) -> None:
+    """Let ``entry``'s user traverse every folder above ``folder`` (search permission only)."""
+    groups = {g for g in os.getgrouplist(entry.pw_name, entry.pw_gid)}
+    for parent in reversed(folder.parents):
+        st = parent.stat()
+        if st.st_uid == entry.pw_uid:
+            needed = stat.S_IXUSR
+        elif st.st_gid in groups:
+            needed = stat.S_IXGRP
+        else:
+            needed = stat.S_IXOTH
+        if not st.st_mode & needed:
+            os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXOTH | stat.S_IXGRP)
+            print(
+                f"note: granted search permission (x) on {parent} so that PostgreSQL, running "
+                f"as {entry.pw_name}, reaches its data folder"
+            )
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
