@@ -102,6 +102,7 @@ def bench_demo() -> None:
             production_port=free_port(),
             bake_s=5,
             keep_previous_s=0,
+            databases=False,  # the figures below are the pipeline's own (no migrations)
         )
     )
     repo = prepare_repo(WORK / "state")

@@ -72,7 +72,7 @@ def rollback_times(records: list[dict], decided: float, previous: str) -> tuple[
     return (first - decided) * 1000, (max(first, last_other) - decided) * 1000
 
 
-def make_env(name: str, strategy: dict, state: Path):
+def make_env(name: str, strategy: dict, state: Path, target=None):
     from blocks.paths import free_port
     from blocks.settings import StrategySettings, VerificationSettings
     from flows.setup import environment
@@ -80,7 +80,7 @@ def make_env(name: str, strategy: dict, state: Path):
     settings = StrategySettings(**strategy, keep_previous_s=3600, step_pause_s=2,
                                 analysis_interval_s=1)
     env = environment(name, free_port(), str(state), settings, 0.0, False,
-                      VerificationSettings(requests=200))
+                      VerificationSettings(requests=200), target=target)
     env.save(name, overwrite=True)
     return env
 
@@ -89,11 +89,13 @@ def failed(records: list[dict]) -> int:
     return sum(1 for r in records if r["status"] != 200)
 
 
-def strategy_row(name: str, releases: dict, concurrency: int) -> dict:
+def strategy_row(name: str, releases: dict, concurrency: int, target=None) -> dict:
     from flows.deploy import deploy
     from tasks.deploy import restore
 
-    env = make_env(f"zd-{name}", STRATEGIES[name], WORK / "state")
+    label = f"{name} (docker)" if target is not None else name
+    env = make_env(f"zd-{name}{'-d' if target else ''}", STRATEGIES[name], WORK / "state",
+                   target)
     try:
         deploy(env.name, releases["v1"])
         load = Load(env.url, concurrency)
@@ -111,7 +113,7 @@ def strategy_row(name: str, releases: dict, concurrency: int) -> dict:
         shut_down([env.name])
     first, everything = rollback_times(records, decided, "1.0.0")
     return {
-        "row": name, "requests": len(records), "failed": failed(records),
+        "row": label, "requests": len(records), "failed": failed(records),
         "p99": p99_ms(records, started, deployed), "first": first, "all": everything,
         "switch": change.took_ms, "deploy_s": deployed - started,
     }
@@ -179,17 +181,19 @@ def bad_canary_row(releases: dict, concurrency: int) -> dict:
             "caught_by": caught_by}
 
 
-def build_releases() -> dict:
+def build_releases(registry=None) -> dict:
     from blocks.artifacts import ArtifactStore
-    from flows.demo import prepare_repo, set_fault, set_version
+    from flows.demo import prepare_repo, set_build_kind, set_fault, set_version
     from tasks.build import build, checkout
     from tasks.source import resolve_source
 
-    repo = prepare_repo(WORK / "repo")
-    store = ArtifactStore(root=str(WORK / "artifacts"))
+    kind = "image" if registry is not None else "wheel"
+    repo = prepare_repo(WORK / f"repo-{kind}")
+    store = ArtifactStore(root=str(WORK / f"artifacts-{kind}"), registry=registry)
     releases = {}
     for key, version, fault in (("v1", "1.0.0", "none"), ("v2", "2.0.0", "none"),
                                 ("bad", "3.0.0", "error:0.3")):
+        set_build_kind(repo, kind)
         set_version(repo, version)
         set_fault(repo, fault)
         sha = repo.commit_all(version)
@@ -197,18 +201,45 @@ def build_releases() -> dict:
     return releases
 
 
+def docker_target():
+    """A DockerTarget on the local engine and registry, or None when there is no engine."""
+    try:
+        import docker
+
+        docker.from_env(timeout=10).info()
+    except Exception:  # noqa: BLE001 - no engine: the docker rows are skipped
+        return None, None
+    from blocks.docker_target import DockerTarget, scope_for
+    from blocks.registry import ImageRegistry
+    from flows.setup import pick_base_image
+
+    base = pick_base_image("127.0.0.1:5000")
+    registry = ImageRegistry(
+        address="127.0.0.1:5000", namespace="pd-bench",
+        build_args={"BASE_IMAGE": base} if base else {},
+    )
+    return DockerTarget(registry=registry, scope=scope_for(str(WORK))), registry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--no-docker", action="store_true", help="skip the container rows")
     args = parser.parse_args()
+    names = [name for name in args.strategies.split(",") if name]
     releases = build_releases()
-    rows = [strategy_row(name, releases, args.concurrency)
-            for name in args.strategies.split(",") if name]
+    rows = [strategy_row(name, releases, args.concurrency) for name in names]
+    target, registry = (None, None) if args.no_docker else docker_target()
+    if target is not None:
+        images = build_releases(registry)
+        rows += [strategy_row(name, images, args.concurrency, target) for name in names]
+    else:
+        print("(no Docker engine: container rows skipped)")
     rows.append(naive_row(releases, args.concurrency))
     bad = bad_canary_row(releases, args.concurrency)
     print(f"\nZero downtime under steady load ({args.concurrency} concurrent clients, "
-          f"{os.cpu_count()} CPUs, process target)\n")
+          f"{os.cpu_count()} CPUs; process target unless marked docker)\n")
     print("| strategy | requests | failed | p99 during deploy | rollback: decision -> first "
           "request on previous | -> 100% on previous | weight change |")
     print("|---|---|---|---|---|---|---|")

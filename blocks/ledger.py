@@ -16,7 +16,17 @@ from pydantic import BaseModel
 
 from blocks.release import Release
 
-EVENTS = ("deployed", "verified", "rolled-back", "retired", "failed", "approved", "rejected")
+EVENTS = (
+    "deployed",
+    "verified",
+    "baked",
+    "rolled-back",
+    "retired",
+    "failed",
+    "approved",
+    "rejected",
+    "migrated",
+)
 
 
 class LedgerEntry(BaseModel):
@@ -82,6 +92,11 @@ class Ledger:
             if release.digest != current_digest:
                 return release
         return None
+
+    def baked(self, digest: str) -> bool:
+        """True when the release passed its bake window since it was last verified here."""
+        verified, baked = self.last("verified", digest), self.last("baked", digest)
+        return baked is not None and (verified is None or baked.at >= verified.at)
 
     def last(self, event: str, digest: str | None = None) -> LedgerEntry | None:
         for entry in reversed(self.entries()):

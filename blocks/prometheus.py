@@ -14,10 +14,11 @@ import time
 
 import httpx
 from prefect.blocks.core import Block
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from blocks.haproxy import HAProxyRouter
 from blocks.metrics import MetricScope, Samples
+from blocks.secrets import mask, reveal
 
 DEFAULT_REQUESTS = (
     'sum(increase(haproxy_server_http_responses_total{{proxy="be_app",server=~"{servers}"}}'
@@ -48,6 +49,9 @@ class PrometheusSource(Block):
     latency_is_p95: bool = Field(
         default=False, description="True if latency_ms_query returns a 95th percentile."
     )
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Sent as 'Authorization: Bearer ...' when set."
+    )
     timeout_s: float = Field(default=3.0, gt=0)
     settle_s: float = Field(
         default=1.5, ge=0, description="Wait after the window for the last scrape to land."
@@ -61,8 +65,14 @@ class PrometheusSource(Block):
         return value.rstrip("/")
 
     def query(self, promql: str) -> float | None:
+        headers = {}
+        if self.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {reveal(self.bearer_token)}"
         response = httpx.get(
-            f"{self.url}/api/v1/query", params={"query": promql}, timeout=self.timeout_s
+            f"{self.url}/api/v1/query",
+            params={"query": promql},
+            headers=headers,
+            timeout=self.timeout_s,
         )
         response.raise_for_status()
         body = response.json()
@@ -94,7 +104,7 @@ class PrometheusSource(Block):
                 source=source,
                 window_s=window_s,
                 error=f"Prometheus at {self.url} did not answer the query "
-                f"({type(exc).__name__}: {str(exc)[:160]})",
+                f"({type(exc).__name__}: {mask(str(exc))[:160]})",
             )
         return Samples(
             source=source,

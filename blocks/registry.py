@@ -27,6 +27,7 @@ from prefect_docker.host import DockerHost
 from pydantic import Field, field_validator
 
 from blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
+from blocks.secrets import reveal
 
 LABEL_PREFIX = "org.prefect-delivery"
 ADDRESS_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
@@ -179,7 +180,12 @@ class ImageRegistry(Block):
 
     def tag_ref(self, service: str, commit: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{40}", commit):
-            raise ConfigError("image tag", f"{commit!r} is not a full commit SHA.", None)
+            raise ConfigError(
+                "image tag",
+                f"{commit!r} is not a full commit SHA (40 hex digits); images are tagged only "
+                "with the commit they were built from, never 'latest' or a short SHA.",
+                "pass the full SHA (`git rev-parse <ref>`)",
+            )
         return f"{self.repository(service)}:{commit}"
 
     # ------------------------------------------------------------------ engine
@@ -188,11 +194,11 @@ class ImageRegistry(Block):
             return None
         return {
             "username": self.credentials.username,
-            "password": self.credentials.password.get_secret_value(),
+            "password": reveal(self.credentials.password),
         }
 
     def _secrets(self) -> list[str]:
-        return [self.credentials.password.get_secret_value()] if self.credentials else []
+        return [reveal(self.credentials.password)] if self.credentials else []
 
     def error(self, action: str, ref: str, exc: BaseException) -> DeliveryError | None:
         message = redact(_explain(exc), self._secrets())
@@ -217,7 +223,7 @@ class ImageRegistry(Block):
         try:
             client.login(
                 username=self.credentials.username,
-                password=self.credentials.password.get_secret_value(),
+                password=reveal(self.credentials.password),
                 registry=self.address,
                 reauth=True,
             )
@@ -318,7 +324,7 @@ class ImageRegistry(Block):
                 )
             return ConfigError(
                 "base image",
-                f"{base} cannot be used to build {tag}: {message}",
+                f"{base} cannot be used to build {tag}: {message.rstrip('.')}.",
                 "make the base image available to the Docker engine, or set BASE_IMAGE in the "
                 "ImageRegistry block's build_args (on this machine: "
                 "127.0.0.1:5000/prefect-delivery/python-web:3.11, see .ci/docker/base-image.sh).",

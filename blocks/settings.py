@@ -35,8 +35,18 @@ class VerificationSettings(BaseModel):
         "a loopback service does not fail a good release.",
     )
     min_samples: int = Field(
-        default=50, ge=1, description="Fewer requests than this make a verdict Inconclusive."
+        default=50, description="Fewer requests than this make a verdict Inconclusive."
     )
+
+    @field_validator("min_samples")
+    @classmethod
+    def _some_evidence(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(
+                f"min_samples {value} would let a release pass on no evidence at all; use at "
+                "least 1 (default 50)"
+            )
+        return value
 
 
 class StrategySettings(BaseModel):

@@ -31,12 +31,15 @@ from prefect import flow, unmapped
 from prefect.futures import wait as wait_futures
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
+from pydantic import ValidationError
 
 from blocks.artifacts import ArtifactStore
 from blocks.environment import Environment
 from blocks.errors import ConfigError, DeliveryError, GateFailed, VerdictError
 from blocks.release import Release
 from flows.deploy import DeployOutcome, deploy
+from flows.migration import migrate
+from flows.rollback import roll_back_environment
 from tasks import checkpoint, events
 from tasks.approve import (
     ApprovalDecision,
@@ -49,7 +52,11 @@ from tasks.approve import (
 from tasks.build import build, checkout, lint
 from tasks.commit_param import CommitInput, commit_id
 from tasks.deploy import restore, retire, retire_previous
+from tasks.kill_points import kill_point
+from tasks.lock import environment_lock
 from tasks.log import run_logger
+from tasks.manifest import describe_validation_error
+from tasks.migrate import migration_phase
 from tasks.monitor import bake
 from tasks.report import DeliverySummary
 from tasks.source import resolve_source
@@ -80,7 +87,11 @@ def _check_environments(names: list[str]) -> list[Environment]:
     if not names:
         raise ConfigError("environments", "is empty.", "pass e.g. ['staging', 'production'].")
     if len(set(names)) != len(names):
-        raise ConfigError("environments", f"{names} names an environment twice.", None)
+        raise ConfigError(
+            "environments",
+            f"{names} names an environment twice.",
+            "name each environment once, in delivery order (e.g. staging, production)",
+        )
     envs = []
     for name in names:
         try:
@@ -91,6 +102,21 @@ def _check_environments(names: list[str]) -> list[Environment]:
                 f"no Environment block of that name ({exc}).",
                 "create it (see `delivery demo` or the README), or fix the name.",
             ) from None
+        except RuntimeError as exc:  # Prefect: the saved block no longer validates
+            cause = exc.__cause__
+            detail = (
+                describe_validation_error("", cause)
+                if isinstance(cause, ValidationError)
+                else str(exc)
+            )
+            raise ConfigError(
+                f"Environment block {name!r}",
+                f"is saved with settings that are not valid:\n{detail}",
+                f"correct them in the Prefect UI (Blocks) or save the block again "
+                f"(`delivery setup`, or Environment(...).save({name!r}, overwrite=True))",
+            ) from None
+    for env in envs:
+        env.instance_env()  # every Secret block it names must exist before anything runs
     return envs
 
 
@@ -114,6 +140,7 @@ def delivery(
     shards: int | None = None,
     approval_timeout_s: int = 3600,
     approval_mode: Literal["pause", "suspend"] = "pause",
+    on_busy: Literal["wait", "refuse"] = "wait",
 ) -> DeliverySummary:
     """Carry one commit of the service in ``service_dir`` through every environment in order.
 
@@ -132,6 +159,8 @@ def delivery(
         approval_mode: "pause" keeps the run's process waiting at the gate; "suspend" exits
             it (nothing is held while a person decides) and restarts the run from the top
             after the answer (deployments only).
+        on_busy: when another delivery holds an environment (one at a time per environment,
+            through a Prefect global concurrency limit): "wait" for it, or "refuse" and stop.
     """
     logger = run_logger()
     names = list(environments or ["staging", "production"])
@@ -156,6 +185,7 @@ def delivery(
             release = build(co, store)
             summary.release = release
             record.detail = f"{release.artifact.filename} {release.digest}"
+        kill_point("after-build")
 
         with summary.stage("test") as record:
             passed = passed_before(store.root, release)
@@ -168,6 +198,7 @@ def delivery(
                     f"at {passed.recorded_at:%Y-%m-%d %H:%M:%S} UTC"
                 )
                 logger.info("Tests: %s", record.detail)
+        kill_point("after-test")
 
         previous: Environment | None = None
         evidence: UpstreamEvidence | None = None
@@ -207,30 +238,8 @@ def delivery(
                 evidence = done.evidence
                 previous = env
                 continue
-            with summary.stage(env.name) as record, _failures_as_events(env, release):
-                outcome = deploy(env.name, release)
-                summary.urls[env.name] = env.url
-                record.detail = deployed_detail = _deploy_detail(outcome)
-            if outcome.status == "deployed":
-                events.deployed(
-                    env.name,
-                    release,
-                    outcome.strategy,
-                    outcome.verification.verdict.line() if outcome.verification else "",
-                )
-            if env.bake_s > 0 and outcome.status == "deployed":
-                with summary.stage(f"monitor {env.name}") as record:
-                    _monitor(env, release, outcome, record)
-            if outcome.status == "deployed":
-                retire_previous(env, outcome.previous_instances, outcome.cutover_at)
-                if previous is not None:
-                    events.promoted(env.name, release, upstream=previous.name)
-            evidence = upstream_evidence(
-                env, release, outcome.verification.verdict if outcome.verification else None
-            )
-            checkpoint.mark_finished(
-                env.state_dir, run_id, env.name, release, outcome.status, deployed_detail, evidence
-            )
+            with environment_lock(env.name, env.state_dir, run_id or "local", on_busy):
+                evidence = _roll_out(env, release, previous, summary, run_id)
             previous = env
     except DeliveryError as exc:
         summary.outcome = "failed"
@@ -250,6 +259,46 @@ def delivery(
         summary.outcome = "delivered"
     _finish(summary)
     return summary
+
+
+def _roll_out(
+    env: Environment,
+    release: Release,
+    previous: Environment | None,
+    summary: DeliverySummary,
+    run_id: str | None,
+) -> UpstreamEvidence:
+    """Deploy, verify and bake the release in one environment (its slot held by the caller)."""
+    kill_point(f"before-{env.name}")
+    if env.database is not None:  # the schema first: each phase before the code that needs it
+        with summary.stage(f"migrate {env.name}") as record:
+            record.detail = migrate(env.name, release).detail
+    with summary.stage(env.name) as record, _failures_as_events(env, release):
+        outcome = deploy(env.name, release)
+        summary.urls[env.name] = env.url
+        record.detail = deployed_detail = _deploy_detail(outcome)
+    kill_point(f"deployed-{env.name}")
+    if outcome.status == "deployed":
+        events.deployed(
+            env.name,
+            release,
+            outcome.strategy,
+            outcome.verification.verdict.line() if outcome.verification else "",
+        )
+    # A bake cut short (a crashed run) is watched again by the re-run, from the start.
+    if env.bake_s > 0 and (outcome.status == "deployed" or not env.ledger().baked(release.digest)):
+        with summary.stage(f"monitor {env.name}") as record:
+            _monitor(env, release, outcome, record)
+    retire_previous(env, outcome.previous_instances, outcome.cutover_at)
+    if outcome.status == "deployed" and previous is not None:
+        events.promoted(env.name, release, upstream=previous.name)
+    evidence = upstream_evidence(
+        env, release, outcome.verification.verdict if outcome.verification else None
+    )
+    checkpoint.mark_finished(
+        env.state_dir, run_id, env.name, release, outcome.status, deployed_detail, evidence
+    )
+    return evidence
 
 
 def _run_tests(co, release: Release, store: ArtifactStore, count: int, record) -> SuiteReport:
@@ -315,7 +364,7 @@ def _approve(
             timeout_s,
             run_id or "",
             mode=mode,
-            migration_phase=None,  # hook: the migration stage passes the release's phase here
+            migration_phase=migration_phase(env, release),
         )
     record_decision(env, decision, run_id)
     return decision
@@ -335,15 +384,25 @@ def _monitor(env: Environment, release: Release, outcome: DeployOutcome, record)
     )
     if result.breached:
         record.result = "rolled back"
-        restore(env, outcome.previous_instances, outcome.new_instances)
-        retire(env, outcome.new_instances)
-        env.ledger().append(
-            "rolled-back", release, str(flow_run.get_id()), reason="; ".join(result.reasons)
-        )
         reason = "; ".join(result.reasons)
+        warm = [i for i in outcome.previous_instances if i.id in _alive_ids(env)]
+        if warm:
+            restore(env, warm, outcome.new_instances)
+            retire(env, outcome.new_instances)
+            env.ledger().append("rolled-back", release, str(flow_run.get_id()), reason=reason)
+            events.rolled_back(env.name, release, f"bake window: {reason}", to=outcome.previous)
+        else:
+            # The previous release was retired already: start it again from its artifact.
+            roll_back_environment(env, None, f"bake window: {reason}")
         events.verification_failed(env.name, release, reason, gate="monitor")
-        events.rolled_back(env.name, release, f"bake window: {reason}", to=outcome.previous)
-        raise GateFailed("monitor", f"bake window in {env.name}: " + "; ".join(result.reasons))
+        raise GateFailed("monitor", f"bake window in {env.name}: {reason}")
+    env.ledger().append(
+        "baked", release, str(flow_run.get_id()), seconds=round(result.watched_s, 1)
+    )
+
+
+def _alive_ids(env: Environment) -> set[str]:
+    return {i.id for i in env.target.list(env.name) if i.alive}
 
 
 def _deploy_detail(outcome: DeployOutcome) -> str:

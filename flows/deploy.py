@@ -20,6 +20,7 @@ from blocks.metrics import Samples
 from blocks.release import Instance, Release
 from tasks import strategies
 from tasks.deploy import launch, reconcile, replace, restore, retire, shift
+from tasks.kill_points import kill_point
 from tasks.log import run_logger
 from tasks.report import publish_table
 from tasks.rollout_analysis import Action, StepAnalysis, analyze_step
@@ -79,6 +80,11 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
     )
     if rec.already_live:
         logger.info("%s already serves %s, verified; nothing to deploy", env.name, release.label)
+        running = [i for i in env.target.list(env.name) if i.alive]
+        outcome.new_instances = [i for i in running if i.release.digest == release.digest]
+        outcome.previous_instances = [i for i in running if i.release.digest != release.digest]
+        verified = env.ledger().last("verified", release.digest)
+        outcome.cutover_at = verified.at if verified else None
         outcome.steps.append(StepRecord(step="reconcile", result="already live"))
         return outcome
 
@@ -109,12 +115,14 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
                     outcome.new_instances = list(new_instances)
                     ledger.append("deployed", release, _run_id(), instances=[i.id for i in started])
                     detail = ", ".join(i.url for i in started)
+                    kill_point(f"launched-{env.name}")
                 case strategies.Baseline():
                     outcome.baseline = measure_baseline(env, rec.stable)
                     detail = f"p95 {outcome.baseline.p95_ms or 0:.1f}ms"
                 case strategies.Shift(percent=percent):
                     change = shift(env, new_instances, rec.stable_instances, percent)
                     detail = f"{change.took_ms:.1f}ms"
+                    kill_point(f"shifted-{env.name}-{percent}")
                     if percent == 100:
                         outcome.cutover_at = datetime.now(UTC)
                 case strategies.Replace(index=index):

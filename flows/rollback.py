@@ -4,6 +4,8 @@ Reads what is live first. If the previous verified release still runs (kept warm
 cutover), the rollback is one weight change. If it was retired, it is started again from its
 artifact digest (checked against the digest it was built with), health-checked, smoke-tested,
 switched to and verified; if that verification fails, traffic goes back to where it was.
+An environment with a database is checked first: once a contract is applied there, a rollback
+to a release that still uses what it dropped is refused (tasks/migrate.py, rollback_gate).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from blocks.errors import ConfigError, GateFailed
 from blocks.release import Instance, Release
 from tasks import events
 from tasks.deploy import launch, restore, retire
+from tasks.lock import environment_lock
 from tasks.log import run_logger
+from tasks.migrate import rollback_gate
 from tasks.verify import VerificationResult, verify
 
 
@@ -60,9 +64,19 @@ def choose_target(env: Environment, current: Release | None, to_digest: str | No
 @flow(name="rollback", flow_run_name="rollback {environment}")
 def rollback(environment: str, to: str | None = None, reason: str = "requested") -> RollbackOutcome:
     """Return ``environment`` to its previous verified release (or the one ``to`` names)."""
-    logger = run_logger()
     started = time.perf_counter()
     env = Environment.load(environment)
+    run_id = str(flow_run.get_id()) if flow_run.get_id() else None
+    with environment_lock(env.name, env.state_dir, run_id or "local"):
+        return roll_back_environment(env, to, reason, started)
+
+
+def roll_back_environment(
+    env: Environment, to: str | None, reason: str, started: float | None = None
+) -> RollbackOutcome:
+    """The rollback itself, for a caller that already holds the environment's slot."""
+    logger = run_logger()
+    started = time.perf_counter() if started is None else started
     env.router.ensure_started()
     live = env.observe()
     current = live.serving()
@@ -78,6 +92,8 @@ def rollback(environment: str, to: str | None = None, reason: str = "requested")
         outcome.status = "already-there"
         logger.info("%s already serves %s", env.name, target.label)
         return outcome
+    # Once a contract is applied, no rollback to a release that needs what it dropped.
+    rollback_gate(env, current, target)
 
     current_instances = [
         li.instance

@@ -211,9 +211,12 @@ def launch(env: Environment, release: Release, slot: str, count: int) -> list[In
     started: list[Instance] = []
     try:
         env.target.prepare(release)
+        if env.database is not None:
+            env.database.ensure_started()  # a local cluster `delivery down` stopped
+        extra = env.instance_env()
         for n in range(count):
             name = slot if count == 1 else f"{slot}{n}"
-            started.append(env.target.start(release, env.name, name))
+            started.append(env.target.start(release, env.name, name, env=extra))
         for instance in started:
             wait_healthy(env, instance, release)
             problems = smoke(instance.url, release.run.smoke)

@@ -18,6 +18,7 @@ from blocks.metrics import Samples
 from blocks.probe import probe
 from blocks.release import Instance, Release
 from tasks.analysis import Outcome, Verdict, analyze
+from tasks.kill_points import kill_point
 from tasks.log import run_logger
 from tasks.verify import api_paths
 
@@ -72,6 +73,7 @@ def bake(
             reasons += verdict.reasons
         if reasons:
             break
+        kill_point(f"bake-{env.name}")
         logger.info(
             "Bake %s %.0f/%.0fs: %s",
             env.name,

@@ -26,6 +26,7 @@ from blocks.environment import Environment
 from blocks.metrics import MetricScope, Samples
 from blocks.release import Instance, Release
 from tasks.analysis import Outcome, Verdict, analyze
+from tasks.kill_points import kill_point
 from tasks.log import run_logger
 from tasks.verify import api_paths
 
@@ -186,6 +187,7 @@ def analyze_step(
         logger.info(
             "%s %.1fs: %s -> %s", label, records[-1].elapsed_s, verdict.line(), action.value
         )
+        kill_point(f"analysis-{env.name}")
         if action is Action.EXTEND:
             extensions += 1
             deadline = time.monotonic() + window_s

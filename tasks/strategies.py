@@ -165,7 +165,11 @@ def validate_split(split: dict[str, int]) -> dict[str, int]:
     """A traffic split in percent per release must add up to exactly 100 (pure)."""
     bad = {k: v for k, v in split.items() if not 0 <= v <= 100}
     if bad:
-        raise ConfigError("traffic split", f"{bad} is outside 0..100 percent.", None)
+        raise ConfigError(
+            "traffic split",
+            f"{bad} is outside 0..100 percent.",
+            "give every release a weight from 0 to 100, together 100",
+        )
     total = sum(split.values())
     if total != 100:
         raise ConfigError(

@@ -140,3 +140,70 @@ def test_unknown_commit(capsys, hello_repo, make_env, artifact_store):
     code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", "deadbeef")
     assert code == EXIT_BAD_INPUT
     assert "'deadbeef' is not a commit" in err
+
+
+def test_setup_with_an_in_place_strategy_saves_nothing(tmp_path):
+    before = {name: _saved(name) for name in ("artifacts", "staging", "production")}
+    code, err = delivery_cli(
+        "setup", "--state-dir", str(tmp_path), "--strategy", "recreate", "--no-database"
+    )
+    assert code == EXIT_BAD_INPUT, err
+    assert err.count("\n") == 1, err  # one message, no traceback
+    assert "--strategy" in err and "restarts the live release in place" in err
+    assert "Fix:" in err
+    after = {name: _saved(name) for name in before}
+    assert after == before  # nothing was saved or changed
+
+
+def _saved(name: str) -> list[tuple[str, str]]:
+    """(id, updated) of every saved block document called ``name``."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        found = client.read_block_documents(include_secrets=False)
+    return sorted((str(d.id), str(getattr(d, "updated", ""))) for d in found if d.name == name)
+
+
+def test_environment_block_edited_into_an_invalid_state(
+    capsys, hello_repo, make_env, artifact_store
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentUpdate
+
+    staging = make_env("stg")
+    good = commit_release(hello_repo, "1.0.0")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", good)
+    assert code == 0, err
+    # someone edits the saved block in the UI: canary steps that go backwards
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document_by_name(
+            staging.name, "delivery-environment", include_secrets=True
+        )
+        data = dict(document.data)
+        data["strategy"] = {**data["strategy"], "kind": "canary", "canary_steps": [50, 5, 100]}
+        client.update_block_document(
+            document.id, BlockDocumentUpdate(data=data, merge_existing_data=False)
+        )
+    second = commit_release(hello_repo, "1.1.0")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", second)
+    assert code == EXIT_BAD_INPUT, err
+    assert (
+        f"Environment block '{staging.name}': is saved with settings that are not valid" in err
+    ), err
+    assert "strategy.canary_steps" in err and "not increasing" in err and "Fix:" in err
+    assert_still_serving(staging, good)
+
+
+def test_instance_secret_block_that_does_not_exist(capsys, hello_repo, make_env, artifact_store):
+    staging = make_env("stg")
+    good = commit_release(hello_repo, "1.0.0")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", good)
+    assert code == 0, err
+    staging.instance_secrets = {"PAYMENTS_TOKEN": "payments-token-nowhere"}
+    staging.save(staging.name, overwrite=True)
+    second = commit_release(hello_repo, "1.1.0")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", second)
+    assert code == EXIT_BAD_INPUT, err
+    assert f"environment {staging.name}, instance_secrets[PAYMENTS_TOKEN]" in err
+    assert "no Secret block named 'payments-token-nowhere'" in err and "Fix:" in err
+    assert_still_serving(staging, good)

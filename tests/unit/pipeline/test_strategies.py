@@ -66,3 +66,10 @@ def test_weights_for_share():
 def test_bad_strategy_settings_are_refused(kwargs, needle):
     with pytest.raises(ValidationError, match=needle):
         StrategySettings(**kwargs)
+
+
+def test_min_samples_of_zero_is_refused():
+    from blocks.settings import VerificationSettings
+
+    with pytest.raises(ValidationError, match="min_samples 0 would let a release pass"):
+        VerificationSettings(min_samples=0)
