@@ -108,24 +108,12 @@ class LocalCluster:
             raise ConfigError(exc.where, exc.problem, exc.fix) from None
 
     def _run(self, argv: list[str], run_as: str | None, timeout_s: float = 90) -> str:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LC_ALL": "C",
-            "LANG": "C",
-            "HOME": str(self.folder),
-        }
-        kwargs: dict[str, Any] = {}
-        if run_as:
-            runuser = shutil.which("runuser")
-            if runuser:
-                argv = [runuser, "-u", run_as, "--", *argv]
-            else:
-                entry = pwd.getpwnam(run_as)
-                kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        from migrations_lab.postgres import as_user
+
+        argv, kwargs = as_user(argv, run_as, self.folder)
         proc = subprocess.Popen(
             argv,
             cwd=self.folder,
-            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

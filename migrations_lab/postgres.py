@@ -383,25 +383,12 @@ class LocalPostgres(PostgresCluster):
             fh.write("\n# migrations_lab\n" + "\n".join(lines) + "\n")
 
     def _run(self, argv: list[str], *, check: bool) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LC_ALL": "C",
-            "LANG": "C",
-            "HOME": str(self.tempdir),
-        }
-        kwargs: dict[str, Any] = {}
-        if self.run_as:
-            runuser = shutil.which("runuser")
-            if runuser:
-                argv = [runuser, "-u", self.run_as, "--", *argv]
-            else:
-                entry = pwd.getpwnam(self.run_as)
-                kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        argv, kwargs = as_user(argv, self.run_as, self.tempdir)
         # own process group: if we are interrupted (SIGTERM -> SystemExit, Ctrl-C) the whole
         # group (runuser, initdb, its bootstrap backend) dies instead of writing on into a
         # directory the teardown is removing
         proc = subprocess.Popen(
-            argv, cwd=self.tempdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv, cwd=self.tempdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, start_new_session=True, **kwargs,
         )
         try:
@@ -477,6 +464,27 @@ def _unprivileged_user(requested: str | None) -> str | None:
             "name an unprivileged user",
         )
     return name
+
+
+def as_user(argv: list[str], run_as: str | None, home: Path) -> tuple[list[str], dict[str, Any]]:
+    """``argv`` and Popen keyword arguments to run a PostgreSQL tool as ``run_as`` (None: as
+    this process) with a minimal environment (PostgreSQL refuses to run as root)."""
+    kwargs: dict[str, Any] = {
+        "env": {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C",
+            "LANG": "C",
+            "HOME": str(home),
+        }
+    }
+    if run_as:
+        runuser = shutil.which("runuser")
+        if runuser:
+            argv = [runuser, "-u", run_as, "--", *argv]
+        else:
+            entry = pwd.getpwnam(run_as)
+            kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+    return argv, kwargs
 
 
 def unprivileged_user(requested: str | None = None) -> str | None:
