@@ -26,8 +26,9 @@ demo: system $(STAMP)
 # most tests wait on real processes, so two groups finish in about 2/3 of the serial time).
 # Docker, PostgreSQL and browser tests skip with a reason when their component is missing;
 # `.ci/run` installs everything and makes those skips failures. `pytest` alone runs it serially.
-GROUP_A := tests/unit tests/integration/lab tests/integration/docker_infra tests/integration/docker tests/e2e
-GROUP_B := tests/integration/pipeline tests/integration/migration
+GROUP_A := tests/unit tests/integration/lab tests/integration/migration tests/integration/docker_infra \
+	tests/integration/docker tests/e2e
+GROUP_B := tests/integration/pipeline
 test: system $(STAMP)
 	@$(BIN)/python -m pytest -p no:cacheprovider $(GROUP_A) > .test-group-a.log 2>&1 & a=$$!; \
 	$(BIN)/python -m pytest -p no:cacheprovider $(GROUP_B); b=$$?; \

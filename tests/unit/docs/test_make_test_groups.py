@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def groups() -> dict[str, list[str]]:
-    text = (ROOT / "Makefile").read_text()
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")  # join continued lines
     return {
         name: value.split()
         for name, value in re.findall(r"^(GROUP_[A-Z]) := (.+)$", text, flags=re.M)
