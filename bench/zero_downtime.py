@@ -38,11 +38,12 @@ STRATEGIES = {
 class Load:
     """bench/load.py in its own process."""
 
-    def __init__(self, url: str, concurrency: int, requests: int = 200_000):
+    def __init__(self, url: str, concurrency: int, requests: int = 200_000, path: str = "/version"):
         self.out = WORK / f"load-{time.monotonic_ns()}.jsonl"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.load", url, "--concurrency", str(concurrency),
-             "--requests", str(requests), "--max-seconds", "180", "--out", str(self.out)],
+             "--requests", str(requests), "--max-seconds", "180", "--out", str(self.out),
+             "--path", path],
             stdout=subprocess.PIPE, text=True,
         )
         self.proc.stdout.readline()  # "started"
@@ -154,7 +155,9 @@ def bad_canary_row(releases: dict, concurrency: int) -> dict:
     env = make_env("zd-badcanary", STRATEGIES["canary"], WORK / "state")
     try:
         deploy(env.name, releases["v1"])
-        load = Load(env.url, concurrency)
+        # on a critical endpoint, where the fault answers 5xx: the requests the bad canary
+        # failed for real users are its blast radius
+        load = Load(env.url, concurrency, path="/api/greeting?name=bench")
         started = time.time()
         detected, caught_by = float("nan"), "not caught"
         # The 5xx share is random: now and then the preview's single request per endpoint
@@ -235,7 +238,8 @@ def main() -> None:
         images = build_releases(registry)
         rows += [strategy_row(name, images, args.concurrency, target) for name in names]
     else:
-        print("(no Docker engine: container rows skipped)")
+        why = "--no-docker" if args.no_docker else "no Docker engine or registry"
+        print(f"(container rows skipped: {why})")
     rows.append(naive_row(releases, args.concurrency))
     bad = bad_canary_row(releases, args.concurrency)
     print(f"\nZero downtime under steady load ({args.concurrency} concurrent clients, "
@@ -248,8 +252,8 @@ def main() -> None:
               f"{r['first']:.1f} ms | {r['all']:.1f} ms | {r['switch']:.1f} ms |")
     print(f"\nBad canary (5xx on 30% of requests), caught by {bad['caught_by']}: Failed verdict "
           f"{bad['detected_s']:.1f} s after the 5% step started (analysis interval "
-          f"{bad['interval_s']:.0f} s); {bad['failed']} of {bad['requests']} requests failed "
-          "while it had 5% of the traffic.")
+          f"{bad['interval_s']:.0f} s); steady load on /api/greeting: {bad['failed']} of "
+          f"{bad['requests']} requests failed, all while the canary had 5% of the traffic.")
 
 
 if __name__ == "__main__":
