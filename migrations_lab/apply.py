@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from migrations_lab.connect import TimeoutSettings, connect, make_engine
 from migrations_lab.errors import LabConfigError, LabError, MigrationFailed, VersionMismatch
 from migrations_lab.findings import short
-from migrations_lab.project import AlembicProject
+from migrations_lab.project import AlembicProject, host_logging_kept
 from migrations_lab.urls import UrlLike, mask, scrub
 
 log = logging.getLogger("migrations_lab.apply")
@@ -240,10 +240,11 @@ class Runner:
 
             event.listen(conn, "before_cursor_execute", count)
             try:
-                if direction == "upgrade":
-                    command.upgrade(cfg, target)
-                else:
-                    command.downgrade(cfg, target)
+                with host_logging_kept():
+                    if direction == "upgrade":
+                        command.upgrade(cfg, target)
+                    else:
+                        command.downgrade(cfg, target)
                 if conn.in_transaction():
                     conn.commit()
             except BaseException:

@@ -12,7 +12,7 @@ import io
 from alembic import command
 
 from migrations_lab.errors import LabConfigError
-from migrations_lab.project import AlembicProject
+from migrations_lab.project import AlembicProject, host_logging_kept
 
 
 def render_upgrade(project: AlembicProject, revision: str, down_revision: str | None) -> str:
@@ -21,7 +21,8 @@ def render_upgrade(project: AlembicProject, revision: str, down_revision: str | 
     cfg = project.config(buffer=buffer)
     rng = f"{down_revision}:{revision}" if down_revision else revision
     try:
-        command.upgrade(cfg, rng, sql=True)
+        with host_logging_kept():
+            command.upgrade(cfg, rng, sql=True)
     except Exception as exc:  # a revision's own code failed; report, do not crash the lab
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise LabConfigError(

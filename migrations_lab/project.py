@@ -11,7 +11,10 @@ so an ``env.py`` that builds its own engine never reaches a database named in ``
 
 from __future__ import annotations
 
+import contextlib
+import logging.config
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -28,6 +31,21 @@ from migrations_lab.urls import UrlLike, reveal
 
 #: The URL handed to env.py when rendering SQL offline; it is never connected to.
 OFFLINE_URL = "postgresql+psycopg://lab@127.0.0.1/lab_offline"
+
+
+@contextlib.contextmanager
+def host_logging_kept() -> Iterator[None]:
+    """Run an Alembic command without letting ``env.py`` reconfigure the host's logging.
+
+    A stock ``alembic init`` env.py calls ``logging.config.fileConfig(alembic.ini)``, whatever
+    ``configure_logger`` says; that disables every logger the host process already has (in a
+    delivery: Prefect's, whose records then never reach the API). The call is a no-op here."""
+    original = logging.config.fileConfig
+    logging.config.fileConfig = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        logging.config.fileConfig = original
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def make_db_environment(state_dir: Path, cluster, role: str, **options):
         settings,
         options.pop("bake_s", 0.0),
         options.pop("requires_approval", False),
-        VerificationSettings(requests=100, min_samples=50, latency_slack_ms=50),
+        VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
         database=database_for(cluster, name),
     )
     env.save(name, overwrite=True)

@@ -42,7 +42,7 @@ def live(state_dir, scope, docker_store):
         StrategySettings(kind="blue-green", keep_previous_s=0),
         0.0,
         False,
-        VerificationSettings(requests=100, min_samples=50, latency_slack_ms=30),
+        VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
         target=DockerTarget(scope=scope),
     )
     staging.save(staging.name, overwrite=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -167,7 +168,11 @@ def test_stock_alembic_init_project_works_and_gets_a_warning(pg_cluster, fixture
     command.init(cfg, str(root / "migrations"))
     for path in (fixtures / "good" / "versions").glob("*.py"):
         shutil.copy(path, root / "migrations" / "versions" / path.name)
+    # its env.py calls logging.config.fileConfig: the host's loggers must survive it
+    host = logging.getLogger("lab-host-app")
+    host.addHandler(logging.NullHandler())
     report = check(root, cluster=pg_cluster)
+    assert not host.disabled and host.handlers, "env.py reconfigured the host's logging"
     assert report.ok, format_report(report)
     assert [(f.rule, f.severity) for f in report.findings] == [
         ("env-ignores-connection", "warning")]

@@ -68,9 +68,9 @@ def make_env(state_dir):
             settings,
             bake_s,
             requires_approval,
-            # 50 ms absolute slack: the suite runs in two parallel groups on 2 cores, where a
-            # good release's p95 jitters by tens of ms; the slow faults tested add >= 200 ms
-            VerificationSettings(requests=100, min_samples=50, latency_slack_ms=50),
+            # 100 ms absolute slack: the suite runs in two parallel groups on 2 cores, where a
+            # good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms
+            VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
         )
         env.save(name, overwrite=True)
         created.append(env)

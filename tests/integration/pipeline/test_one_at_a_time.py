@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 from pipeline_support import commit_release
 from support import VENV_BIN
@@ -52,33 +51,35 @@ def test_second_delivery_waits_then_refusal_is_clear(hello_repo, make_env, artif
     assert set(commits) == {first, second}
     assert switches == 1, events  # X X X Y Y Y: no interleaving
 
+    # refusal: while the slot is held (here by this test, as a delivery holds it), a run
+    # with --on-busy refuse stops at once with who holds it, and changes nothing
+    import uuid
+
+    from tasks.lock import environment_lock
+
+    holder = str(uuid.uuid4())
     third = commit_release(hello_repo, "3.0.0")
-    holder = start(hello_repo, third, staging, artifact_store)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(
-        e.release.commit == third and e.event == "deployed" for e in staging.ledger().entries()
-    ):
-        time.sleep(0.2)
-    refused = subprocess.run(
-        [
-            str(VENV_BIN / "delivery"),
-            "run",
-            hello_repo.path,
-            "--commit",
-            second,
-            "--env",
-            staging.name,
-            "--artifact-store",
-            artifact_store,
-            "--on-busy",
-            "refuse",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-    )
-    holder.communicate(timeout=600)
-    assert refused.returncode == 1
-    assert f"environment '{staging.name}' is being delivered" in refused.stderr
-    assert holder.returncode == 0
+    with environment_lock(staging.name, staging.state_dir, holder, "refuse"):
+        refused = subprocess.run(
+            [
+                str(VENV_BIN / "delivery"),
+                "run",
+                hello_repo.path,
+                "--commit",
+                third,
+                "--env",
+                staging.name,
+                "--artifact-store",
+                artifact_store,
+                "--on-busy",
+                "refuse",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ),
+        )
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert f"environment '{staging.name}' is being delivered by" in refused.stderr
+    assert holder in refused.stderr
+    assert not any(e.release.commit == third for e in staging.ledger().entries())

@@ -312,7 +312,7 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
                 ),
                 2.0 if role == "scan-prd" else 0.0,
                 False,
-                VerificationSettings(requests=100, min_samples=50, latency_slack_ms=50),
+                VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
                 database=PostgresDatabase(
                     url=cluster.url(f"db_{role.replace('-', '_')}", "scan_app", DB_PASSWORD),
                     lock_timeout_ms=1000,
