@@ -68,7 +68,7 @@ def make_env(state_dir):
             settings,
             bake_s,
             requires_approval,
-            # 100 ms absolute slack: the suite runs in two parallel groups on 2 cores, where a
+            # 100 ms absolute slack: on a loaded 2-core machine (dockerd, browsers, servers), a
             # good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms
             VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
         )
