@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pipeline_support import verification_for_tests
 from support import free_port, short_tmpdir
 
 _counter = itertools.count()
@@ -50,7 +51,7 @@ def database_for(cluster, name: str):
 
 def make_db_environment(state_dir: Path, cluster, role: str, **options):
     """Save an Environment block with its own database on ``cluster``; returns it."""
-    from blocks.settings import StrategySettings, VerificationSettings
+    from blocks.settings import StrategySettings
     from flows.setup import environment
 
     name = f"{role}-{next(_counter)}"
@@ -68,17 +69,11 @@ def make_db_environment(state_dir: Path, cluster, role: str, **options):
         settings,
         options.pop("bake_s", 0.0),
         options.pop("requires_approval", False),
-        VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
+        verification_for_tests(),
         database=database_for(cluster, name),
     )
     env.save(name, overwrite=True)
     return env
-
-
-def stop_environment(env) -> None:
-    for instance in env.target.list(env.name):
-        env.target.stop(instance, timeout_s=5)
-    env.router.stop()
 
 
 def commit_schema_release(repo, n: int, version: str | None = None) -> str:

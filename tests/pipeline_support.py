@@ -69,3 +69,20 @@ def build_release(repo, version: str, fault: str = "none", store_root: str = "")
     sha = commit_release(repo, version, fault=fault, startup_timeout_s=5)
     co = checkout.fn(resolve_source(repo.path, sha))
     return build.fn(co, ArtifactStore(root=store_root))
+
+
+def verification_for_tests():
+    """Verification thresholds of test environments: 100 requests, 50 for a verdict, and
+    100 ms of absolute p95 slack (on a loaded 2-core machine with dockerd, browsers and
+    servers, a good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms;
+    the latency rule itself is unit-tested)."""
+    from blocks.settings import VerificationSettings
+
+    return VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100)
+
+
+def stop_environment(env) -> None:
+    """Stop every instance of a test environment and its HAProxy."""
+    for instance in env.target.list(env.name):
+        env.target.stop(instance, timeout_s=5)
+    env.router.stop()

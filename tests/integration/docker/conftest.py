@@ -21,6 +21,7 @@ from docker_support import (
     require_local_registry,
     unique,
 )
+from pipeline_support import stop_environment, verification_for_tests
 from support import free_port, short_tmpdir
 
 _counter = itertools.count()
@@ -106,7 +107,7 @@ def save_store(state_dir):
 def make_docker_env(state_dir, scope):
     """Create and save an Environment on a DockerTarget, on a free frontend port."""
     from blocks.docker_target import DockerTarget
-    from blocks.settings import StrategySettings, VerificationSettings
+    from blocks.settings import StrategySettings
     from flows.setup import environment
 
     created = []
@@ -126,9 +127,7 @@ def make_docker_env(state_dir, scope):
             ),
             bake_s,
             False,
-            # Latency slack for a shared 2-core machine: these tests are about digests and
-            # zero failed requests; the latency gate itself is tested on the process path.
-            VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
+            verification_for_tests(),
             target=DockerTarget(scope=scope, health_interval_s=0.5),
         )
         env.save(name, overwrite=True)
@@ -137,9 +136,7 @@ def make_docker_env(state_dir, scope):
 
     yield make
     for env in created:
-        for instance in env.target.list(env.name):
-            env.target.stop(instance, timeout_s=5)
-        env.router.stop()
+        stop_environment(env)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from docker_support import REGISTRY, LocalRegistry, delete_manifest, delivery_cli
-from pipeline_support import commit_release, deliver, served_version
+from pipeline_support import commit_release, deliver, served_version, verification_for_tests
 from support import SteadyLoad, free_port, short_tmpdir
 
 from blocks.errors import GateFailed
@@ -28,7 +28,7 @@ WRONG = "pw-Typo-in-block-9090"
 def live(state_dir, scope, docker_store):
     """(repo, staging, good commit): staging serves hello-service 1.0.0 from a container."""
     from blocks.docker_target import DockerTarget
-    from blocks.settings import StrategySettings, VerificationSettings
+    from blocks.settings import StrategySettings
     from flows.demo import prepare_repo, set_build_kind
     from flows.setup import environment
 
@@ -42,7 +42,7 @@ def live(state_dir, scope, docker_store):
         StrategySettings(kind="blue-green", keep_previous_s=0),
         0.0,
         False,
-        VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
+        verification_for_tests(),
         target=DockerTarget(scope=scope),
     )
     staging.save(staging.name, overwrite=True)

@@ -69,7 +69,7 @@ def make_db_env(state_dir, cluster):
         return env
 
     yield make
-    from migration_support import stop_environment
+    from pipeline_support import stop_environment
 
     for env in created:
         stop_environment(env)

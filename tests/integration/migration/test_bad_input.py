@@ -15,9 +15,8 @@ from migration_support import (
     commit_extra_revisions,
     make_db_environment,
     revision,
-    stop_environment,
 )
-from pipeline_support import deliver, served_version
+from pipeline_support import deliver, served_version, stop_environment
 
 from blocks.errors import ConfigError, GateFailed, InfrastructureError
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pipeline_support import stop_environment, verification_for_tests
 from support import free_port, short_tmpdir
 
 _counter = itertools.count()
@@ -38,7 +39,7 @@ def artifact_store(state_dir):
 @pytest.fixture
 def make_env(state_dir):
     """Create and save an Environment block with a unique name on a free port."""
-    from blocks.settings import StrategySettings, VerificationSettings
+    from blocks.settings import StrategySettings
     from flows.setup import environment
 
     created = []
@@ -68,9 +69,7 @@ def make_env(state_dir):
             settings,
             bake_s,
             requires_approval,
-            # 100 ms absolute slack: on a loaded 2-core machine (dockerd, browsers, servers), a
-            # good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms
-            VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
+            verification_for_tests(),
         )
         env.save(name, overwrite=True)
         created.append(env)
@@ -78,9 +77,7 @@ def make_env(state_dir):
 
     yield make
     for env in created:
-        for instance in env.target.list(env.name):
-            env.target.stop(instance, timeout_s=5)
-        env.router.stop()
+        stop_environment(env)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 import pytest
 from migration_support import commit_schema_release, start_cluster
-from pipeline_support import commit_release
+from pipeline_support import commit_release, stop_environment, verification_for_tests
 from support import VENV_BIN, free_port, short_tmpdir
 
 pytestmark = pytest.mark.postgres
@@ -276,7 +276,7 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
 
     from blocks.database import PostgresDatabase
     from blocks.prometheus import PrometheusSource
-    from blocks.settings import StrategySettings, VerificationSettings
+    from blocks.settings import StrategySettings
     from flows.setup import environment
 
     since = datetime.now(UTC) - timedelta(seconds=1)
@@ -312,7 +312,7 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
                 ),
                 2.0 if role == "scan-prd" else 0.0,
                 False,
-                VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100),
+                verification_for_tests(),
                 database=PostgresDatabase(
                     url=cluster.url(f"db_{role.replace('-', '_')}", "scan_app", DB_PASSWORD),
                     lock_timeout_ms=1000,
@@ -378,9 +378,7 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
         prometheus.terminate()
         prometheus.wait(10)
         for env in envs:
-            for instance in env.target.list(env.name):
-                env.target.stop(instance, timeout_s=5)
-            env.router.stop()
+            stop_environment(env)
 
     # ------------------------------------------------------------------ the scan
     leaks = list(sampler.leaks)
