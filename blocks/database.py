@@ -76,12 +76,11 @@ class PostgresDatabase(Block):
 
         reveal(self.url)
         try:
-            parse(self.url)
+            password = parse(self.url).password
         except LabConfigError as exc:
             raise ConfigError(
                 "PostgresDatabase url", exc.problem, exc.fix or "fix the block's url"
             ) from None
-        password = parse(self.url).password
         if password:
             reveal(str(password))  # also masked on its own (e.g. in a driver's message)
         return self.url
