@@ -32,9 +32,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from migrations_lab import RetryPolicy, TimeoutSettings, batched_backfill
-from migrations_lab.connect import make_engine
-from migrations_lab.postgres import LocalPostgres
+from prefect_delivery.migrations_lab import RetryPolicy, TimeoutSettings, batched_backfill
+from prefect_delivery.migrations_lab.connect import make_engine
+from prefect_delivery.migrations_lab.postgres import LocalPostgres
 
 
 def _conninfo(url: str) -> str:

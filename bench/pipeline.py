@@ -83,11 +83,11 @@ def run_times(since: datetime) -> tuple[float, float, int, int]:
 
 
 def bench_demo() -> None:
-    from blocks.paths import free_port
-    from flows.cli import shut_down
-    from flows.delivery import delivery
-    from flows.demo import prepare_repo, set_version
-    from flows.setup import LocalSetup, create_local_blocks
+    from prefect_delivery.blocks.paths import free_port
+    from prefect_delivery.flows.cli import shut_down
+    from prefect_delivery.flows.delivery import delivery
+    from prefect_delivery.flows.demo import prepare_repo, set_version
+    from prefect_delivery.flows.setup import LocalSetup, create_local_blocks
 
     t0 = time.perf_counter()
     from prefect.client.orchestration import get_client
@@ -136,11 +136,11 @@ def bench_shards(shards: int, repeat: int) -> None:
     from prefect import flow, unmapped
     from prefect.futures import wait
 
-    from blocks.artifacts import ArtifactStore
-    from flows.demo import prepare_repo, set_version
-    from tasks.build import build, checkout
-    from tasks.source import resolve_source
-    from tasks.test import merge, prepare_test_tree, record_durations, run_shard
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.flows.demo import prepare_repo, set_version
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
+    from prefect_delivery.tasks.test import merge, prepare_test_tree, record_durations, run_shard
 
     repo = prepare_repo(WORK / "shards")
     set_version(repo, "1.0.0")

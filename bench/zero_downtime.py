@@ -74,9 +74,9 @@ def rollback_times(records: list[dict], decided: float, previous: str) -> tuple[
 
 
 def make_env(name: str, strategy: dict, state: Path, target=None):
-    from blocks.paths import free_port
-    from blocks.settings import StrategySettings, VerificationSettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.paths import free_port
+    from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
+    from prefect_delivery.flows.setup import environment
 
     settings = StrategySettings(**strategy, keep_previous_s=3600, step_pause_s=2,
                                 analysis_interval_s=1)
@@ -91,8 +91,8 @@ def failed(records: list[dict]) -> int:
 
 
 def strategy_row(name: str, releases: dict, concurrency: int, target=None) -> dict:
-    from flows.deploy import deploy
-    from tasks.deploy import restore
+    from prefect_delivery.flows.deploy import deploy
+    from prefect_delivery.tasks.deploy import restore
 
     label = f"{name} (docker)" if target is not None else name
     env = make_env(f"zd-{name}{'-d' if target else ''}", STRATEGIES[name], WORK / "state",
@@ -109,7 +109,7 @@ def strategy_row(name: str, releases: dict, concurrency: int, target=None) -> di
         change = restore.fn(env, v1, outcome.new_instances)
         records = load.stop()
     finally:
-        from flows.cli import shut_down
+        from prefect_delivery.flows.cli import shut_down
 
         shut_down([env.name])
     first, everything = rollback_times(records, decided, "1.0.0")
@@ -121,8 +121,8 @@ def strategy_row(name: str, releases: dict, concurrency: int, target=None) -> di
 
 
 def naive_row(releases: dict, concurrency: int) -> dict:
-    from flows.deploy import deploy
-    from tasks.deploy import wait_healthy
+    from prefect_delivery.flows.deploy import deploy
+    from prefect_delivery.tasks.deploy import wait_healthy
 
     env = make_env("zd-naive", {"kind": "blue-green", "instances": 1}, WORK / "state")
     try:
@@ -140,7 +140,7 @@ def naive_row(releases: dict, concurrency: int) -> dict:
         deployed = time.time()
         records = load.stop()
     finally:
-        from flows.cli import shut_down
+        from prefect_delivery.flows.cli import shut_down
 
         shut_down([env.name])
     return {"row": "naive stop-and-start", "requests": len(records), "failed": failed(records),
@@ -149,8 +149,8 @@ def naive_row(releases: dict, concurrency: int) -> dict:
 
 
 def bad_canary_row(releases: dict, concurrency: int) -> dict:
-    from blocks.errors import GateFailed
-    from flows.deploy import deploy
+    from prefect_delivery.blocks.errors import GateFailed
+    from prefect_delivery.flows.deploy import deploy
 
     env = make_env("zd-badcanary", STRATEGIES["canary"], WORK / "state")
     try:
@@ -176,7 +176,7 @@ def bad_canary_row(releases: dict, concurrency: int) -> dict:
         ended = time.time()
         records = load.stop()
     finally:
-        from flows.cli import shut_down
+        from prefect_delivery.flows.cli import shut_down
 
         shut_down([env.name])
     return {"row": "bad canary (5xx 30%)", "requests": len(records), "failed": failed(records),
@@ -185,10 +185,10 @@ def bad_canary_row(releases: dict, concurrency: int) -> dict:
 
 
 def build_releases(registry=None) -> dict:
-    from blocks.artifacts import ArtifactStore
-    from flows.demo import prepare_repo, set_build_kind, set_fault, set_version
-    from tasks.build import build, checkout
-    from tasks.source import resolve_source
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.flows.demo import prepare_repo, set_build_kind, set_fault, set_version
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
 
     kind = "image" if registry is not None else "wheel"
     repo = prepare_repo(WORK / f"repo-{kind}")
@@ -212,9 +212,9 @@ def docker_target():
         docker.from_env(timeout=10).info()
     except Exception:  # noqa: BLE001 - no engine: the docker rows are skipped
         return None, None
-    from blocks.docker_target import DockerTarget, scope_for
-    from blocks.registry import ImageRegistry
-    from flows.setup import pick_base_image
+    from prefect_delivery.blocks.docker_target import DockerTarget, scope_for
+    from prefect_delivery.blocks.registry import ImageRegistry
+    from prefect_delivery.flows.setup import pick_base_image
 
     base = pick_base_image("127.0.0.1:5000")
     registry = ImageRegistry(

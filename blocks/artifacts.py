@@ -10,10 +10,10 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks.paths import atomic_write_json, default_state_dir
-from blocks.registry import ImageRegistry
-from blocks.release import Artifact
-from blocks.wheel import sha256_file
+from prefect_delivery.blocks.paths import atomic_write_json, default_state_dir
+from prefect_delivery.blocks.registry import ImageRegistry
+from prefect_delivery.blocks.release import Artifact
+from prefect_delivery.blocks.wheel import sha256_file
 
 
 class ArtifactStore(Block):

@@ -19,8 +19,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from blocks.errors import ConfigError, DeliveryError, InfrastructureError
-from blocks.secrets import reveal
+from prefect_delivery.blocks.errors import ConfigError, DeliveryError, InfrastructureError
+from prefect_delivery.blocks.secrets import reveal
 
 
 class PostgresDatabase(Block):
@@ -65,14 +65,14 @@ class PostgresDatabase(Block):
     # ----------------------------------------------------------------- the URL
     @property
     def masked_url(self) -> str:
-        from migrations_lab.urls import mask
+        from prefect_delivery.migrations_lab.urls import mask
 
         return mask(self.url)
 
     def secret_url(self) -> SecretStr:
         """The URL for a connection, checked; its value is now masked in every log record."""
-        from migrations_lab.errors import LabConfigError
-        from migrations_lab.urls import reveal as parse
+        from prefect_delivery.migrations_lab.errors import LabConfigError
+        from prefect_delivery.migrations_lab.urls import reveal as parse
 
         reveal(self.url)
         try:
@@ -91,7 +91,7 @@ class PostgresDatabase(Block):
 
     # ----------------------------------------------------------------- migration settings
     def timeouts(self):  # -> migrations_lab.TimeoutSettings
-        from migrations_lab import TimeoutSettings
+        from prefect_delivery.migrations_lab import TimeoutSettings
 
         return TimeoutSettings(
             lock_timeout_ms=self.lock_timeout_ms,
@@ -100,7 +100,7 @@ class PostgresDatabase(Block):
         )
 
     def retry_policy(self):  # -> migrations_lab.RetryPolicy
-        from migrations_lab import RetryPolicy
+        from prefect_delivery.migrations_lab import RetryPolicy
 
         return RetryPolicy(attempts=self.lock_retries)
 
@@ -108,7 +108,7 @@ class PostgresDatabase(Block):
     def cluster(self):  # -> blocks.postgres_local.LocalCluster | None
         if not self.local_cluster:
             return None
-        from blocks.postgres_local import LocalCluster
+        from prefect_delivery.blocks.postgres_local import LocalCluster
 
         return LocalCluster(self.local_cluster)
 
@@ -124,8 +124,8 @@ class PostgresDatabase(Block):
 
     def current_revision(self, environment: str = "", version_table: str = "alembic_version"):
         """The Alembic revision the database is at (None: no version table)."""
-        from migrations_lab import current_revision
-        from migrations_lab.errors import LabError
+        from prefect_delivery.migrations_lab import current_revision
+        from prefect_delivery.migrations_lab.errors import LabError
 
         self.ensure_started()
         try:
@@ -139,7 +139,7 @@ class PostgresDatabase(Block):
         """A lab error about this database as the pipeline's kind: a wrong password or a
         missing database is bad input (ConfigError); a server that does not answer is an
         infrastructure fault (retried)."""
-        from migrations_lab.errors import DatabaseUnavailable, LabConfigError, LabError
+        from prefect_delivery.migrations_lab.errors import DatabaseUnavailable, LabConfigError, LabError
 
         where = f"database of {environment or 'the environment'} ({self.masked_url})"
         if isinstance(exc, DatabaseUnavailable):

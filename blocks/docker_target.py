@@ -29,10 +29,10 @@ from prefect.blocks.core import Block
 from prefect_docker.host import DockerHost
 from pydantic import Field, ValidationError, field_validator
 
-from blocks.errors import ConfigError, GateFailed, InfrastructureError
-from blocks.paths import default_state_dir, free_port
-from blocks.registry import LABEL_PREFIX, ImageRegistry, open_docker, registry_error
-from blocks.release import Instance, Release
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.paths import default_state_dir, free_port
+from prefect_delivery.blocks.registry import LABEL_PREFIX, ImageRegistry, open_docker, registry_error
+from prefect_delivery.blocks.release import Instance, Release
 
 #: Label keys every container of ours carries.
 L_MANAGED = f"{LABEL_PREFIX}.managed"

@@ -12,18 +12,18 @@ import re
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
-from blocks.database import PostgresDatabase
-from blocks.docker_target import DockerTarget
-from blocks.haproxy import HAProxyRouter
-from blocks.haproxy_stats import HAProxyStatsSource
-from blocks.ledger import Ledger
-from blocks.live import LiveState, join_live_state
-from blocks.paths import default_state_dir
-from blocks.probe_source import ProbeSource
-from blocks.process_target import ProcessTarget
-from blocks.prometheus import PrometheusSource
-from blocks.secrets import load_secret
-from blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.database import PostgresDatabase
+from prefect_delivery.blocks.docker_target import DockerTarget
+from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.haproxy_stats import HAProxyStatsSource
+from prefect_delivery.blocks.ledger import Ledger
+from prefect_delivery.blocks.live import LiveState, join_live_state
+from prefect_delivery.blocks.paths import default_state_dir
+from prefect_delivery.blocks.probe_source import ProbeSource
+from prefect_delivery.blocks.process_target import ProcessTarget
+from prefect_delivery.blocks.prometheus import PrometheusSource
+from prefect_delivery.blocks.secrets import load_secret
+from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_VAR_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")

@@ -19,15 +19,15 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
-from blocks.errors import ConfigError, InfrastructureError
-from blocks.haproxy_runtime import (
+from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
+from prefect_delivery.blocks.haproxy_runtime import (
     BACKEND,
     PLACEHOLDER_PORT,
     RuntimeAPI,
     ServerState,
     render_config,
 )
-from blocks.paths import default_state_dir, pid_alive
+from prefect_delivery.blocks.paths import default_state_dir, pid_alive
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 

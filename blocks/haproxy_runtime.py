@@ -11,7 +11,7 @@ import io
 import socket
 from dataclasses import dataclass
 
-from blocks.errors import InfrastructureError
+from prefect_delivery.blocks.errors import InfrastructureError
 
 BACKEND = "be_app"
 FRONTEND = "fe_app"

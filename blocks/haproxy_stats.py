@@ -11,10 +11,10 @@ import time
 
 from prefect.blocks.core import Block
 
-from blocks.errors import InfrastructureError
-from blocks.haproxy import HAProxyRouter
-from blocks.haproxy_runtime import ServerState
-from blocks.metrics import MetricScope, Samples
+from prefect_delivery.blocks.errors import InfrastructureError
+from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.haproxy_runtime import ServerState
+from prefect_delivery.blocks.metrics import MetricScope, Samples
 
 
 def counters(servers: list[ServerState], addresses: list[str]) -> tuple[int, int]:

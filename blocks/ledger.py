@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from blocks.release import Release
+from prefect_delivery.blocks.release import Release
 
 EVENTS = (
     "deployed",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from blocks.haproxy_runtime import ServerState
-from blocks.release import Instance, Release
+from prefect_delivery.blocks.haproxy_runtime import ServerState
+from prefect_delivery.blocks.release import Instance, Release
 
 
 class LiveInstance(BaseModel):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from blocks.haproxy import HAProxyRouter
+    from prefect_delivery.blocks.haproxy import HAProxyRouter
 
 
 def percentile(values: list[float], q: float) -> float | None:

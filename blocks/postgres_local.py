@@ -34,8 +34,8 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.engine import URL
 
-from blocks.errors import ConfigError, InfrastructureError
-from blocks.paths import atomic_write_json, free_port, pid_alive
+from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
+from prefect_delivery.blocks.paths import atomic_write_json, free_port, pid_alive
 
 SUPERUSER = "delivery"
 SOCKET_PATH_MAX = 90  # unix socket paths must stay under 108 bytes (".s.PGSQL.<port>" added)
@@ -99,8 +99,8 @@ class LocalCluster:
 
     # ----------------------------------------------------------------- processes
     def _tools(self) -> tuple[Path, str | None]:
-        from migrations_lab.errors import LabConfigError
-        from migrations_lab.postgres import find_bindir, unprivileged_user
+        from prefect_delivery.migrations_lab.errors import LabConfigError
+        from prefect_delivery.migrations_lab.postgres import find_bindir, unprivileged_user
 
         try:
             return find_bindir(self.settings().get("bindir")), unprivileged_user()
@@ -108,7 +108,7 @@ class LocalCluster:
             raise ConfigError(exc.where, exc.problem, exc.fix) from None
 
     def _run(self, argv: list[str], run_as: str | None, timeout_s: float = 90) -> str:
-        from migrations_lab.postgres import as_user
+        from prefect_delivery.migrations_lab.postgres import as_user
 
         argv, kwargs = as_user(argv, run_as, self.folder)
         proc = subprocess.Popen(

@@ -14,8 +14,8 @@ from itertools import cycle
 
 import httpx
 
-from blocks.metrics import Samples
-from blocks.release import SmokeCheck
+from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.release import SmokeCheck
 
 
 def check_endpoint(client: httpx.Client, base_url: str, check: SmokeCheck) -> str | None:

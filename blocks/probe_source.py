@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks.haproxy import HAProxyRouter
-from blocks.metrics import MetricScope, Samples
-from blocks.probe import probe
+from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.metrics import MetricScope, Samples
+from prefect_delivery.blocks.probe import probe
 
 
 class ProbeSource(Block):

@@ -22,16 +22,16 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from blocks.errors import ConfigError, DeliveryError, InfrastructureError
-from blocks.paths import (
+from prefect_delivery.blocks.errors import ConfigError, DeliveryError, InfrastructureError
+from prefect_delivery.blocks.paths import (
     atomic_write_json,
     default_state_dir,
     free_port,
     pid_alive,
     process_start_ticks,
 )
-from blocks.release import Instance, Release
-from blocks.wheel import sha256_file, unpack_wheel
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.blocks.wheel import sha256_file, unpack_wheel
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
 PENDING = "pending"  # handle of an instance whose process is being started

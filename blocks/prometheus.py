@@ -16,9 +16,9 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
-from blocks.haproxy import HAProxyRouter
-from blocks.metrics import MetricScope, Samples
-from blocks.secrets import mask, reveal
+from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.metrics import MetricScope, Samples
+from prefect_delivery.blocks.secrets import mask, reveal
 
 DEFAULT_REQUESTS = (
     'sum(increase(haproxy_server_http_responses_total{{proxy="be_app",server=~"{servers}"}}'

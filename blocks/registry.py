@@ -26,8 +26,8 @@ from prefect_docker.credentials import DockerRegistryCredentials
 from prefect_docker.host import DockerHost
 from pydantic import Field, field_validator
 
-from blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
-from blocks.secrets import reveal
+from prefect_delivery.blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.secrets import reveal
 
 LABEL_PREFIX = "org.prefect-delivery"
 ADDRESS_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")

@@ -98,7 +98,7 @@ def load_secret(block_name: str, where: str) -> str:
     """The value of a Prefect ``Secret`` block (masked in logs from now on)."""
     from prefect.blocks.system import Secret
 
-    from blocks.errors import ConfigError
+    from prefect_delivery.blocks.errors import ConfigError
 
     try:
         secret = Secret.load(block_name)

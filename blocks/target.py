@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from blocks.release import Instance, Release
+from prefect_delivery.blocks.release import Instance, Release
 
 
 @runtime_checkable

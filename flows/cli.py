@@ -54,7 +54,7 @@ def environment_names() -> list[str]:
 def status_report(names: list[str] | None = None) -> list[dict]:
     import httpx
 
-    from blocks.environment import Environment
+    from prefect_delivery.blocks.environment import Environment
 
     report = []
     for name in names or environment_names():
@@ -111,7 +111,7 @@ def status_report(names: list[str] | None = None) -> list[dict]:
 
 def _database_status(env) -> dict | None:
     """The environment's database: masked URL and revision (a stopped local one: not asked)."""
-    from blocks.errors import DeliveryError
+    from prefect_delivery.blocks.errors import DeliveryError
 
     if env.database is None:
         return None
@@ -165,7 +165,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def shut_down(names: list[str] | None = None) -> list[str]:
-    from blocks.environment import Environment
+    from prefect_delivery.blocks.environment import Environment
 
     stopped = []
     for name in names or environment_names():
@@ -196,7 +196,7 @@ def run_delivery(
     shards: int | None,
     on_busy: str = "wait",
 ):
-    from flows.delivery import DeliveryFailed, delivery
+    from prefect_delivery.flows.delivery import DeliveryFailed, delivery
 
     try:
         summary = delivery(
@@ -209,7 +209,7 @@ def run_delivery(
             on_busy=on_busy,
         )
     except DeliveryFailed as exc:
-        from blocks.errors import ConfigError
+        from prefect_delivery.blocks.errors import ConfigError
 
         bad_input = isinstance(exc.__cause__, ConfigError)
         _print_err(("bad input: " if bad_input else "") + str(exc))
@@ -231,7 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from flows.rollback import rollback
+    from prefect_delivery.flows.rollback import rollback
 
     outcome = rollback(environment=args.environment, to=args.to, reason=args.reason)
     if outcome.status == "already-there":
@@ -248,9 +248,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_retire(args: argparse.Namespace) -> int:
     """Stop the instances of one release that runs in ENV without taking traffic (kept warm
     for a rollback): e.g. so that a contract may drop what that release still uses."""
-    from blocks.environment import Environment
-    from blocks.errors import ConfigError
-    from tasks.deploy import retire
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.blocks.errors import ConfigError
+    from prefect_delivery.tasks.deploy import retire
 
     env = Environment.load(args.environment)
     live = env.observe()
@@ -286,9 +286,9 @@ def _container_options(args: argparse.Namespace) -> dict:
         return {"target": args.target}
     from pydantic import ValidationError
 
-    from blocks.errors import ConfigError
-    from blocks.registry import ImageRegistry
-    from flows.setup import pick_base_image
+    from prefect_delivery.blocks.errors import ConfigError
+    from prefect_delivery.blocks.registry import ImageRegistry
+    from prefect_delivery.flows.setup import pick_base_image
 
     try:
         ImageRegistry(address=args.registry)
@@ -304,7 +304,7 @@ def _container_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from flows.setup import LocalSetup, create_local_blocks
+    from prefect_delivery.flows.setup import LocalSetup, create_local_blocks
 
     urls = create_local_blocks(
         LocalSetup(
@@ -335,7 +335,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from flows.demo import (
+    from prefect_delivery.flows.demo import (
         SCHEMA_DEMO,
         prepare_repo,
         reset_environment,
@@ -343,7 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         set_schema_release,
         set_version,
     )
-    from flows.setup import LocalSetup, create_local_blocks
+    from prefect_delivery.flows.setup import LocalSetup, create_local_blocks
 
     started = time.perf_counter()
     state = _state_dir(args.state_dir)
@@ -407,7 +407,7 @@ def _schema_lines(names: list[str]) -> list[str]:
     """Per environment: the database's revision and which columns the live code reads."""
     import httpx
 
-    from blocks.environment import Environment
+    from prefect_delivery.blocks.environment import Environment
 
     lines = []
     for name in names:
@@ -425,7 +425,7 @@ def _schema_lines(names: list[str]) -> list[str]:
 def cmd_lab(args: argparse.Namespace) -> int:
     """``delivery lab check PATH ...``: migrations_lab's own command line (PATH may be a
     service folder: the one alembic.ini below it is used)."""
-    from migrations_lab.cli import main as lab_main
+    from prefect_delivery.migrations_lab.cli import main as lab_main
 
     try:
         return lab_main(args.lab_args or ["--help"])
@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     lab.set_defaults(func=cmd_lab)
 
-    from flows.cli_server import add_server_commands  # server-setup, approve, reject, ...
+    from prefect_delivery.flows.cli_server import add_server_commands  # server-setup, approve, reject, ...
 
     add_server_commands(sub)
     return parser
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from blocks.errors import ConfigError, DeliveryError
+    from prefect_delivery.blocks.errors import ConfigError, DeliveryError
 
     try:
         return args.func(args)
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_err(str(exc))
         return EXIT_BAD_INPUT
     except ValidationError as exc:  # settings built from the command line
-        from tasks.manifest import describe_validation_error
+        from prefect_delivery.tasks.manifest import describe_validation_error
 
         _print_err(f"bad input: {exc.title}: " + describe_validation_error("", exc))
         return EXIT_BAD_INPUT

@@ -17,7 +17,7 @@ EXIT_OK = 0
 
 
 def cmd_server_setup(args: argparse.Namespace) -> int:
-    from flows.server import server_setup
+    from prefect_delivery.flows.server import server_setup
 
     result = server_setup(pool=args.pool, pool_type=args.pool_type, heartbeat_s=args.heartbeat_s)
     print(f"block types  {', '.join(result.block_types)}")
@@ -35,7 +35,7 @@ def cmd_server_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
-    from tasks.approve import answer_approval
+    from prefect_delivery.tasks.approve import answer_approval
 
     approved = args.command == "approve"
     result = answer_approval(args.run_id, approved, args.approver, args.reason)
@@ -50,8 +50,8 @@ def cmd_answer(args: argparse.Namespace) -> int:
 def cmd_monitor_alert(args: argparse.Namespace) -> int:
     from prefect.events.worker import EventsWorker
 
-    from blocks.environment import Environment
-    from tasks import events
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.tasks import events
 
     env = Environment.load(args.environment)
     serving = env.observe().serving()

@@ -33,15 +33,15 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 from pydantic import ValidationError
 
-from blocks.artifacts import ArtifactStore
-from blocks.environment import Environment
-from blocks.errors import ConfigError, DeliveryError, GateFailed, VerdictError
-from blocks.release import Release
-from flows.deploy import DeployOutcome, deploy
-from flows.migration import migrate
-from flows.rollback import roll_back_environment
-from tasks import checkpoint, events
-from tasks.approve import (
+from prefect_delivery.blocks.artifacts import ArtifactStore
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import ConfigError, DeliveryError, GateFailed, VerdictError
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.flows.deploy import DeployOutcome, deploy
+from prefect_delivery.flows.migration import migrate
+from prefect_delivery.flows.rollback import roll_back_environment
+from prefect_delivery.tasks import checkpoint, events
+from prefect_delivery.tasks.approve import (
     ApprovalDecision,
     UpstreamEvidence,
     auto_decision,
@@ -49,19 +49,19 @@ from tasks.approve import (
     request_approval,
     upstream_evidence,
 )
-from tasks.build import build, checkout, lint
-from tasks.commit_param import CommitInput, commit_id
-from tasks.deploy import restore, retire, retire_previous
-from tasks.kill_points import kill_point
-from tasks.lock import environment_lock
-from tasks.log import run_logger
-from tasks.manifest import describe_validation_error
-from tasks.migrate import migration_phase
-from tasks.monitor import bake
-from tasks.report import DeliverySummary
-from tasks.source import resolve_source
-from tasks.test import SuiteReport, gate, merge, prepare_test_tree, record_durations, run_shard
-from tasks.test_record import passed_before, record_pass
+from prefect_delivery.tasks.build import build, checkout, lint
+from prefect_delivery.tasks.commit_param import CommitInput, commit_id
+from prefect_delivery.tasks.deploy import restore, retire, retire_previous
+from prefect_delivery.tasks.kill_points import kill_point
+from prefect_delivery.tasks.lock import environment_lock
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.manifest import describe_validation_error
+from prefect_delivery.tasks.migrate import migration_phase
+from prefect_delivery.tasks.monitor import bake
+from prefect_delivery.tasks.report import DeliverySummary
+from prefect_delivery.tasks.source import resolve_source
+from prefect_delivery.tasks.test import SuiteReport, gate, merge, prepare_test_tree, record_durations, run_shard
+from prefect_delivery.tasks.test_record import passed_before, record_pass
 
 
 class DeliveryFailed(DeliveryError):

@@ -118,8 +118,8 @@ def set_schema_release(repo: DemoRepo, n: int, source: Path = EXAMPLE) -> None:
 def reset_environment(name: str) -> list[str]:
     """Before a demo run: stop what an earlier run left (instances) and empty the database, so
     the schema change starts from nothing again. Returns what it did."""
-    from blocks.environment import Environment
-    from flows.setup import APP_DATABASE
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.flows.setup import APP_DATABASE
 
     env = Environment.load(name)
     done = []

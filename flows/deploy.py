@@ -14,17 +14,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks.environment import Environment
-from blocks.errors import DeliveryError, GateFailed
-from blocks.metrics import Samples
-from blocks.release import Instance, Release
-from tasks import strategies
-from tasks.deploy import launch, reconcile, replace, restore, retire, shift
-from tasks.kill_points import kill_point
-from tasks.log import run_logger
-from tasks.report import publish_table
-from tasks.rollout_analysis import Action, StepAnalysis, analyze_step
-from tasks.verify import VerificationResult, measure_baseline, verify
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import DeliveryError, GateFailed
+from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.tasks import strategies
+from prefect_delivery.tasks.deploy import launch, reconcile, replace, restore, retire, shift
+from prefect_delivery.tasks.kill_points import kill_point
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.report import publish_table
+from prefect_delivery.tasks.rollout_analysis import Action, StepAnalysis, analyze_step
+from prefect_delivery.tasks.verify import VerificationResult, measure_baseline, verify
 
 
 class StepRecord(BaseModel):

@@ -25,11 +25,11 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks.environment import Environment
-from blocks.errors import DeliveryError
-from blocks.release import Release
-from tasks.log import run_logger
-from tasks.migrate import (
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import DeliveryError
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.migrate import (
     Applied,
     AppliedStep,
     GateCheck,

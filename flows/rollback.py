@@ -16,15 +16,15 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks.environment import Environment
-from blocks.errors import ConfigError, GateFailed
-from blocks.release import Instance, Release
-from tasks import events
-from tasks.deploy import launch, restore, retire
-from tasks.lock import environment_lock
-from tasks.log import run_logger
-from tasks.migrate import rollback_gate
-from tasks.verify import VerificationResult, verify
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import ConfigError, GateFailed
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.tasks import events
+from prefect_delivery.tasks.deploy import launch, restore, retire
+from prefect_delivery.tasks.lock import environment_lock
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.migrate import rollback_gate
+from prefect_delivery.tasks.verify import VerificationResult, verify
 
 
 class RollbackOutcome(BaseModel):

@@ -2,7 +2,7 @@
 
 Idempotent; run it once per server (and again after an upgrade):
 
-1. registers the project's block types (what ``prefect block register -m blocks`` does), so
+1. registers the project's block types (what ``prefect block register -m prefect_delivery.blocks`` does), so
    the UI can show and edit Environments, targets, routers and artifact stores;
 2. creates the work pool the deployments in prefect.yaml use (a process pool by default;
    ``--pool-type docker`` for the Docker option);
@@ -50,7 +50,7 @@ def register_block_types() -> list[str]:
     """Register every Block class the blocks package exports (nested ones included)."""
     from prefect.blocks.core import Block
 
-    import blocks
+    from prefect_delivery import blocks
 
     registered = []
     for name in getattr(blocks, "__all__", []):
@@ -74,7 +74,7 @@ def ensure_work_pool(name: str = DEFAULT_POOL, pool_type: str = "process") -> bo
             pool = None
         if pool is not None:
             if pool.type != pool_type:
-                from blocks.errors import ConfigError
+                from prefect_delivery.blocks.errors import ConfigError
 
                 raise ConfigError(
                     f"work pool {name}",
@@ -98,7 +98,7 @@ def _base_job_template(pool_type: str) -> dict:
 
     worker = BaseWorker.get_worker_class_from_type(pool_type)
     if worker is None:
-        from blocks.errors import ConfigError
+        from prefect_delivery.blocks.errors import ConfigError
 
         raise ConfigError(
             "--pool-type",

@@ -14,15 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from blocks.artifacts import ArtifactStore
-from blocks.database import PostgresDatabase
-from blocks.docker_target import DockerTarget, scope_for
-from blocks.environment import Environment
-from blocks.errors import ConfigError
-from blocks.haproxy import HAProxyRouter
-from blocks.process_target import ProcessTarget
-from blocks.registry import ImageRegistry
-from blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.artifacts import ArtifactStore
+from prefect_delivery.blocks.database import PostgresDatabase
+from prefect_delivery.blocks.docker_target import DockerTarget, scope_for
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.process_target import ProcessTarget
+from prefect_delivery.blocks.registry import ImageRegistry
+from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
 
 
 class LocalSetup(BaseModel):
@@ -73,7 +73,7 @@ def local_database(state_dir: str, name: str) -> PostgresDatabase:
     """The environment's own PostgreSQL: a cluster in ``<state>/postgres/<name>`` (created if
     missing, started), a database and role ``app``. The role's password is random; it is kept
     only in the block, and reused when the environment's block already holds it."""
-    from blocks.postgres_local import LocalCluster
+    from prefect_delivery.blocks.postgres_local import LocalCluster
 
     cluster = LocalCluster(Path(state_dir) / "postgres" / name)
     try:
@@ -104,8 +104,8 @@ def _saved_database(name: str) -> PostgresDatabase | None:
 def _strategy(kind: str, setup: LocalSetup) -> StrategySettings:
     from pydantic import ValidationError
 
-    from blocks.errors import ConfigError
-    from tasks.manifest import describe_validation_error
+    from prefect_delivery.blocks.errors import ConfigError
+    from prefect_delivery.tasks.manifest import describe_validation_error
 
     try:
         return StrategySettings(

@@ -13,7 +13,7 @@ Entry points:
   PostgreSQL
 """
 
-from migrations_lab.apply import (
+from prefect_delivery.migrations_lab.apply import (
     ApplyResult,
     RetryPolicy,
     Runner,
@@ -23,10 +23,10 @@ from migrations_lab.apply import (
     downgrade,
     pending_revisions,
 )
-from migrations_lab.backfill import BackfillResult, batched_backfill
-from migrations_lab.compat import CompatConfig, CompatResult, SuiteResult, run_suite
-from migrations_lab.connect import TimeoutSettings, apply_timeouts
-from migrations_lab.errors import (
+from prefect_delivery.migrations_lab.backfill import BackfillResult, batched_backfill
+from prefect_delivery.migrations_lab.compat import CompatConfig, CompatResult, SuiteResult, run_suite
+from prefect_delivery.migrations_lab.connect import TimeoutSettings, apply_timeouts
+from prefect_delivery.migrations_lab.errors import (
     DatabaseUnavailable,
     LabConfigError,
     LabError,
@@ -35,24 +35,24 @@ from migrations_lab.errors import (
     PostgresStartError,
     VersionMismatch,
 )
-from migrations_lab.findings import Finding
-from migrations_lab.lab import check
-from migrations_lab.lint import RULES, lint_sql
-from migrations_lab.phases import PhasePlan, RevisionInfo, read_plan, revision_info
-from migrations_lab.postgres import (
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.lab import check
+from prefect_delivery.migrations_lab.lint import RULES, lint_sql
+from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, read_plan, revision_info
+from prefect_delivery.migrations_lab.postgres import (
     Database,
     LocalPostgres,
     PostgresCluster,
     ephemeral_postgres,
     make_cluster,
 )
-from migrations_lab.project import AlembicProject
-from migrations_lab.report import LabReport, RevisionReport, format_report
+from prefect_delivery.migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.report import LabReport, RevisionReport, format_report
 
 
 def __getattr__(name: str) -> object:
     if name == "DockerPostgres":  # imported lazily: it pulls in docker-py
-        from migrations_lab.postgres_docker import DockerPostgres
+        from prefect_delivery.migrations_lab.postgres_docker import DockerPostgres
 
         return DockerPostgres
     raise AttributeError(name)

@@ -1,5 +1,5 @@
 """``python -m migrations_lab check PATH``."""
 
-from migrations_lab.cli import main
+from prefect_delivery.migrations_lab.cli import main
 
 raise SystemExit(main())

@@ -28,11 +28,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
-from migrations_lab.connect import TimeoutSettings, connect, make_engine
-from migrations_lab.errors import LabConfigError, LabError, MigrationFailed, VersionMismatch
-from migrations_lab.findings import short
-from migrations_lab.project import AlembicProject, host_logging_kept
-from migrations_lab.urls import UrlLike, mask, scrub
+from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect, make_engine
+from prefect_delivery.migrations_lab.errors import LabConfigError, LabError, MigrationFailed, VersionMismatch
+from prefect_delivery.migrations_lab.findings import short
+from prefect_delivery.migrations_lab.project import AlembicProject, host_logging_kept
+from prefect_delivery.migrations_lab.urls import UrlLike, mask, scrub
 
 log = logging.getLogger("migrations_lab.apply")
 

@@ -3,7 +3,7 @@
 Inside a revision (migrate phase)::
 
     from alembic import op
-    from migrations_lab import batched_backfill
+    from prefect_delivery.migrations_lab import batched_backfill
 
     def upgrade():
         with op.get_context().autocommit_block():
@@ -34,8 +34,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from migrations_lab.apply import LOCK_NOT_AVAILABLE, RetryPolicy
-from migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.apply import LOCK_NOT_AVAILABLE, RetryPolicy
+from prefect_delivery.migrations_lab.errors import LabConfigError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 

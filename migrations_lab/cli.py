@@ -17,12 +17,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from migrations_lab.compat import CompatConfig
-from migrations_lab.connect import TimeoutSettings
-from migrations_lab.errors import LabError
-from migrations_lab.lab import check
-from migrations_lab.project import find_alembic_ini
-from migrations_lab.report import format_report
+from prefect_delivery.migrations_lab.compat import CompatConfig
+from prefect_delivery.migrations_lab.connect import TimeoutSettings
+from prefect_delivery.migrations_lab.errors import LabError
+from prefect_delivery.migrations_lab.lab import check
+from prefect_delivery.migrations_lab.project import find_alembic_ini
+from prefect_delivery.migrations_lab.report import format_report
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.phases import PhasePlan
-from migrations_lab.urls import UrlLike, password_of, reveal, scrub
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.phases import PhasePlan
+from prefect_delivery.migrations_lab.urls import UrlLike, password_of, reveal, scrub
 
 Direction = Literal["old-code-new-schema", "new-code-old-schema"]
 

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from migrations_lab.errors import DatabaseUnavailable
-from migrations_lab.urls import UrlLike, mask, reveal, scrub
+from prefect_delivery.migrations_lab.errors import DatabaseUnavailable
+from prefect_delivery.migrations_lab.urls import UrlLike, mask, reveal, scrub
 
 _INFO_KEY = "migrations_lab.timeouts"
 

@@ -8,18 +8,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from migrations_lab.apply import Runner
-from migrations_lab.compat import CompatConfig, CompatResult, plan_jobs, run_suite
-from migrations_lab.connect import TimeoutSettings
-from migrations_lab.errors import LabError
-from migrations_lab.findings import Finding
-from migrations_lab.lint import lint_project
-from migrations_lab.phases import read_plan
-from migrations_lab.postgres import PostgresCluster, Provider, make_cluster
-from migrations_lab.project import AlembicProject
-from migrations_lab.report import LabReport, RevisionReport
-from migrations_lab.roundtrip import round_trip
-from migrations_lab.seed import SeedHook, load_project_seed
+from prefect_delivery.migrations_lab.apply import Runner
+from prefect_delivery.migrations_lab.compat import CompatConfig, CompatResult, plan_jobs, run_suite
+from prefect_delivery.migrations_lab.connect import TimeoutSettings
+from prefect_delivery.migrations_lab.errors import LabError
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.lint import lint_project
+from prefect_delivery.migrations_lab.phases import read_plan
+from prefect_delivery.migrations_lab.postgres import PostgresCluster, Provider, make_cluster
+from prefect_delivery.migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.report import LabReport, RevisionReport
+from prefect_delivery.migrations_lab.roundtrip import round_trip
+from prefect_delivery.migrations_lab.seed import SeedHook, load_project_seed
 
 
 @contextlib.contextmanager

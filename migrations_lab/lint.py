@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.findings import Finding, short
-from migrations_lab.offline import render_upgrade
-from migrations_lab.phases import PhasePlan, RevisionInfo, covers
-from migrations_lab.project import AlembicProject
-from migrations_lab.sqltext import mask_literals, split_statements, split_top_level, unquote
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.findings import Finding, short
+from prefect_delivery.migrations_lab.offline import render_upgrade
+from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, covers
+from prefect_delivery.migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.sqltext import mask_literals, split_statements, split_top_level, unquote
 
 
 class Rule(BaseModel):

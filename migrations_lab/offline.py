@@ -11,8 +11,8 @@ import io
 
 from alembic import command
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.project import AlembicProject, host_logging_kept
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.project import AlembicProject, host_logging_kept
 
 
 def render_upgrade(project: AlembicProject, revision: str, down_revision: str | None) -> str:

@@ -43,9 +43,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.findings import Finding
-from migrations_lab.project import AlembicProject, RevisionScript
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.project import AlembicProject, RevisionScript
 
 PHASES = ("expand", "migrate", "contract")
 Phase = Literal["expand", "migrate", "contract"]

@@ -39,8 +39,8 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.engine import URL
 
-from migrations_lab.errors import LabConfigError, PostgresNotFound, PostgresStartError
-from migrations_lab.urls import mask
+from prefect_delivery.migrations_lab.errors import LabConfigError, PostgresNotFound, PostgresStartError
+from prefect_delivery.migrations_lab.urls import mask
 
 SUPERUSER = "lab"
 TEMPLATE_DB = "lab_template"
@@ -527,7 +527,7 @@ def make_cluster(provider: Provider = "local", **options: Any) -> PostgresCluste
     if provider == "local":
         return LocalPostgres(**options)
     if provider == "docker":
-        from migrations_lab.postgres_docker import DockerPostgres
+        from prefect_delivery.migrations_lab.postgres_docker import DockerPostgres
 
         return DockerPostgres(**options)
     raise LabConfigError(

@@ -26,8 +26,8 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.urls import UrlLike, reveal
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.urls import UrlLike, reveal
 
 #: The URL handed to env.py when rendering SQL offline; it is never connected to.
 OFFLINE_URL = "postgresql+psycopg://lab@127.0.0.1/lab_offline"

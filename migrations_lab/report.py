@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, computed_field
 
-from migrations_lab.compat import CompatResult
-from migrations_lab.findings import Finding
-from migrations_lab.roundtrip import RoundTrip
+from prefect_delivery.migrations_lab.compat import CompatResult
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.roundtrip import RoundTrip
 
 
 class RevisionReport(BaseModel):

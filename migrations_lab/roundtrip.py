@@ -23,15 +23,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
-from migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
-from migrations_lab.connect import TimeoutSettings, connect
-from migrations_lab.errors import LabError
-from migrations_lab.findings import Finding
-from migrations_lab.phases import PhasePlan, RevisionInfo, targets
-from migrations_lab.project import AlembicProject
-from migrations_lab.seed import SeedHook, default_seed
-from migrations_lab.snapshot import Difference, Snapshot, diff_data, diff_schema, take
-from migrations_lab.urls import UrlLike
+from prefect_delivery.migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
+from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect
+from prefect_delivery.migrations_lab.errors import LabError
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, targets
+from prefect_delivery.migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.seed import SeedHook, default_seed
+from prefect_delivery.migrations_lab.snapshot import Difference, Snapshot, diff_data, diff_schema, take
+from prefect_delivery.migrations_lab.urls import UrlLike
 
 Status = Literal["passed", "failed", "skipped"]
 

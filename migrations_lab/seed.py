@@ -29,8 +29,8 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.project import AlembicProject
 
 SeedHook = Callable[[Connection, "str | None"], Any]
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.errors import LabConfigError
 
 UrlLike = str | SecretStr | URL
 

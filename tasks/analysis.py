@@ -16,8 +16,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from blocks.metrics import Samples
-from blocks.settings import VerificationSettings
+from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.settings import VerificationSettings
 
 
 class Outcome(StrEnum):

@@ -28,11 +28,11 @@ from uuid import UUID
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from blocks.errors import ConfigError, DeliveryError
-from blocks.release import Release
-from tasks import events
-from tasks.analysis import Verdict
-from tasks.log import run_logger
+from prefect_delivery.blocks.errors import ConfigError, DeliveryError
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks import events
+from prefect_delivery.tasks.analysis import Verdict
+from prefect_delivery.tasks.log import run_logger
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
 KEY_PREFIX = "approve-"

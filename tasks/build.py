@@ -20,13 +20,13 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel
 
-from blocks.artifacts import ArtifactStore
-from blocks.errors import ConfigError, GateFailed, InfrastructureError
-from blocks.release import Release
-from tasks.log import run_logger
-from tasks.manifest import ServiceManifest, load_manifest
-from tasks.retry import INFRA_RETRIES
-from tasks.source import SourceRef, commit_time, export_tree
+from prefect_delivery.blocks.artifacts import ArtifactStore
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.manifest import ServiceManifest, load_manifest
+from prefect_delivery.tasks.retry import INFRA_RETRIES
+from prefect_delivery.tasks.source import SourceRef, commit_time, export_tree
 
 
 class Checkout(BaseModel):
@@ -184,7 +184,7 @@ def build(co: Checkout, store: ArtifactStore) -> Release:
     logger = run_logger()
     manifest = co.manifest
     if manifest.build.kind == "image":
-        from tasks.build_image import build_image_release  # the container path
+        from prefect_delivery.tasks.build_image import build_image_release  # the container path
 
         return build_image_release(co, store)
     artifact = store.find(manifest.service.name, co.source.commit)

@@ -21,11 +21,11 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from blocks.artifacts import ArtifactStore
-from blocks.errors import ConfigError
-from blocks.registry import LABEL_PREFIX, ImageRegistry
-from blocks.release import Artifact, Release
-from tasks.log import run_logger
+from prefect_delivery.blocks.artifacts import ArtifactStore
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.registry import LABEL_PREFIX, ImageRegistry
+from prefect_delivery.blocks.release import Artifact, Release
+from prefect_delivery.tasks.log import run_logger
 
 #: Folder of the build context that receives the service wheel (WHEEL is a path under it).
 WHEEL_DIR = ".delivery-wheel"
@@ -86,7 +86,7 @@ def require_registry(store: ArtifactStore, service: str) -> ImageRegistry:
 
 def build_image_release(co, store: ArtifactStore) -> Release:
     """The build stage for ``[build] kind = "image"`` (``co`` is a tasks.build.Checkout)."""
-    from tasks.build import build_wheel  # the wheel path of the build stage
+    from prefect_delivery.tasks.build import build_wheel  # the wheel path of the build stage
 
     logger = run_logger()
     manifest = co.manifest

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from blocks.paths import atomic_write_json
-from blocks.release import Release
-from tasks.approve import UpstreamEvidence
+from prefect_delivery.blocks.paths import atomic_write_json
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.approve import UpstreamEvidence
 
 
 class EnvironmentCheckpoint(BaseModel):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.errors import ConfigError
+from prefect_delivery.blocks.errors import ConfigError
 
 #: What the delivery flow's ``commit`` parameter accepts before normalisation: the JSON types
 #: ``-p commit=...`` can produce. bool and None are listed so pydantic does not coerce them

@@ -14,14 +14,14 @@ import httpx
 from prefect import task
 from pydantic import BaseModel
 
-from blocks.environment import Environment
-from blocks.errors import GateFailed, InfrastructureError
-from blocks.live import LiveState
-from blocks.probe import smoke
-from blocks.release import Instance, Release
-from tasks.log import run_logger
-from tasks.retry import INFRA_RETRIES
-from tasks.strategies import validate_split, weights_for_share
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import GateFailed, InfrastructureError
+from prefect_delivery.blocks.live import LiveState
+from prefect_delivery.blocks.probe import smoke
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.retry import INFRA_RETRIES
+from prefect_delivery.tasks.strategies import validate_split, weights_for_share
 
 
 # ---------------------------------------------------------------------------- reconcile

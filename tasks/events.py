@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from blocks.release import Release
-from tasks.log import run_logger
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.log import run_logger
 
 PREFIX = "delivery.release."
 MILESTONES = (

@@ -25,8 +25,8 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 
-from blocks.errors import DeliveryError
-from tasks.log import run_logger
+from prefect_delivery.blocks.errors import DeliveryError
+from prefect_delivery.tasks.log import run_logger
 
 LEASE_S = 60.0  # the server's minimum lease
 POLL_S = 0.5

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from blocks.errors import ConfigError
-from blocks.release import RunSpec, SmokeCheck
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.release import RunSpec, SmokeCheck
 
 MANIFEST_NAME = "delivery.toml"
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")

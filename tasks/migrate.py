@@ -30,15 +30,15 @@ from typing import Literal
 from prefect import task
 from pydantic import BaseModel, Field
 
-from blocks.environment import Environment
-from blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
-from blocks.paths import atomic_write_json
-from blocks.release import Release
-from blocks.secrets import mask
-from blocks.wheel import sha256_file, unpack_wheel
-from migrations_lab.phases import PhasePlan, RevisionInfo, covers
-from tasks.log import run_logger
-from tasks.retry import INFRA_RETRIES
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.paths import atomic_write_json
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.secrets import mask
+from prefect_delivery.blocks.wheel import sha256_file, unpack_wheel
+from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, covers
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.retry import INFRA_RETRIES
 
 
 # ---------------------------------------------------------------------------- a release's schema
@@ -102,9 +102,9 @@ def unpacked(release: Release, state_dir: str) -> Path:
 
 def read_schema(release: Release, state_dir: str) -> ReleaseSchema:
     """What migrations a release carries: its phase plan (every revision, phases, heads)."""
-    from migrations_lab.errors import LabConfigError
-    from migrations_lab.phases import read_plan
-    from migrations_lab.project import AlembicProject, find_alembic_ini
+    from prefect_delivery.migrations_lab.errors import LabConfigError
+    from prefect_delivery.migrations_lab.phases import read_plan
+    from prefect_delivery.migrations_lab.project import AlembicProject, find_alembic_ini
 
     schema = ReleaseSchema(label=release.label, digest=release.digest)
     root = unpacked(release, state_dir)
@@ -388,8 +388,8 @@ def rehearse(env: Environment, release: Release, plan: MigrationPlan) -> Rehears
 
     A pass for this artifact from this starting revision is kept and reused (the rehearsal
     depends on nothing else), so production does not repeat what staging proved."""
-    from migrations_lab import check, format_report
-    from migrations_lab.errors import LabConfigError, LabError
+    from prefect_delivery.migrations_lab import check, format_report
+    from prefect_delivery.migrations_lab.errors import LabConfigError, LabError
 
     logger = run_logger()
     assert env.database is not None and plan.migrations.project is not None
@@ -521,8 +521,8 @@ def apply_migrations(env: Environment, plan: MigrationPlan) -> Applied:
 
     A revision that fails is rolled back by PostgreSQL: the database stays at the revision
     before it (verified by the lab), the live release keeps serving on it."""
-    from migrations_lab import apply_pending
-    from migrations_lab.errors import DatabaseUnavailable, LabConfigError, MigrationFailed
+    from prefect_delivery.migrations_lab import apply_pending
+    from prefect_delivery.migrations_lab.errors import DatabaseUnavailable, LabConfigError, MigrationFailed
 
     logger = run_logger()
     db = env.database

@@ -13,14 +13,14 @@ import time
 from prefect import task
 from pydantic import BaseModel
 
-from blocks.environment import Environment
-from blocks.metrics import Samples
-from blocks.probe import probe
-from blocks.release import Instance, Release
-from tasks.analysis import Outcome, Verdict, analyze
-from tasks.kill_points import kill_point
-from tasks.log import run_logger
-from tasks.verify import api_paths
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.probe import probe
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.tasks.analysis import Outcome, Verdict, analyze
+from prefect_delivery.tasks.kill_points import kill_point
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.verify import api_paths
 
 
 class BakeResult(BaseModel):

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
-from blocks.release import Release
+from prefect_delivery.blocks.release import Release
 
 
 class StageRecord(BaseModel):

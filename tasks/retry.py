@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.errors import is_retryable
+from prefect_delivery.blocks.errors import is_retryable
 
 #: Backoff between attempts of a stage task (seconds); three attempts in all.
 RETRY_DELAYS = [1, 4]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from blocks.errors import ConfigError, InfrastructureError
+from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 

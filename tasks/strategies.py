@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blocks.errors import ConfigError
-from blocks.settings import StrategySettings
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.settings import StrategySettings
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel
 
-from blocks.errors import ConfigError, GateFailed, InfrastructureError
-from blocks.release import Release
-from blocks.wheel import unpack_wheel
-from tasks.log import run_logger
-from tasks.retry import INFRA_RETRIES
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.wheel import unpack_wheel
+from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.retry import INFRA_RETRIES
 
 PLUGIN_DIR = Path(__file__).parent / "pytest_plugins"
 

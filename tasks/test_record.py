@@ -15,9 +15,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from blocks.paths import atomic_write_json
-from blocks.release import Release
-from tasks.test import SuiteReport
+from prefect_delivery.blocks.paths import atomic_write_json
+from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.test import SuiteReport
 
 
 class PassedSuite(BaseModel):

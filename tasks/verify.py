@@ -14,12 +14,12 @@ import httpx
 from prefect import task
 from pydantic import BaseModel
 
-from blocks.environment import Environment
-from blocks.metrics import Samples
-from blocks.probe import probe, smoke
-from blocks.release import Instance, Release
-from tasks.analysis import Verdict, analyze
-from tasks.log import run_logger
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.probe import probe, smoke
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.tasks.analysis import Verdict, analyze
+from prefect_delivery.tasks.log import run_logger
 
 
 class VerificationResult(BaseModel):

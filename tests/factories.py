@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
-from blocks.haproxy_runtime import ServerState
-from blocks.live import join_live_state
-from blocks.release import Artifact, Instance, Release, RunSpec
+from prefect_delivery.blocks.haproxy_runtime import ServerState
+from prefect_delivery.blocks.live import join_live_state
+from prefect_delivery.blocks.release import Artifact, Instance, Release, RunSpec
 
 
 def release(n: int, version: str | None = None) -> Release:

@@ -23,8 +23,8 @@ VERSIONS = {1: "1.0.0", 2: "1.1.0", 3: "1.2.0", 4: "1.3.0"}
 def start_cluster():
     """A persistent-style local cluster in a short temp folder (stopped and removed by the
     caller): the class behind ``delivery setup``'s databases."""
-    from blocks.errors import ConfigError
-    from blocks.postgres_local import LocalCluster
+    from prefect_delivery.blocks.errors import ConfigError
+    from prefect_delivery.blocks.postgres_local import LocalCluster
 
     cluster = LocalCluster(short_tmpdir("pd-pg-") / "cluster")
     try:
@@ -37,7 +37,7 @@ def start_cluster():
 
 def database_for(cluster, name: str):
     """A database and role of its own on ``cluster``, as a PostgresDatabase block."""
-    from blocks.database import PostgresDatabase
+    from prefect_delivery.blocks.database import PostgresDatabase
 
     ident = re.sub(r"[^a-z0-9_]", "_", name.lower())
     password = secrets.token_urlsafe(12)
@@ -51,8 +51,8 @@ def database_for(cluster, name: str):
 
 def make_db_environment(state_dir: Path, cluster, role: str, **options):
     """Save an Environment block with its own database on ``cluster``; returns it."""
-    from blocks.settings import StrategySettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.setup import environment
 
     name = f"{role}-{next(_counter)}"
     settings = StrategySettings(
@@ -78,7 +78,7 @@ def make_db_environment(state_dir: Path, cluster, role: str, **options):
 
 def commit_schema_release(repo, n: int, version: str | None = None) -> str:
     """Commit hello-service's schema release ``n`` (revisions 0001..000n, its code mode)."""
-    from flows.demo import set_schema_release, set_version
+    from prefect_delivery.flows.demo import set_schema_release, set_version
 
     set_schema_release(repo, n)
     set_version(repo, version or VERSIONS[n])
@@ -87,7 +87,7 @@ def commit_schema_release(repo, n: int, version: str | None = None) -> str:
 
 def commit_extra_revisions(repo, files: dict[str, str], version: str) -> str:
     """Commit the final schema (release 4) plus more revision files (bad ones, usually)."""
-    from flows.demo import VERSIONS_DIR, set_schema_release, set_version
+    from prefect_delivery.flows.demo import VERSIONS_DIR, set_schema_release, set_version
 
     set_schema_release(repo, 4)
     set_version(repo, version)

@@ -17,7 +17,7 @@ def commit_release(
     """Commit a release of hello-service: its version, a baked fault, extra files."""
     import re
 
-    from flows.demo import set_fault, set_version
+    from prefect_delivery.flows.demo import set_fault, set_version
 
     set_version(repo, version)
     set_fault(repo, fault)
@@ -40,7 +40,7 @@ def commit_release(
 
 def deliver(repo, commit: str, envs, store: str, **kwargs):
     """Run the delivery flow; returns (summary, error) where error is the DeliveryFailed."""
-    from flows.delivery import DeliveryFailed, delivery
+    from prefect_delivery.flows.delivery import DeliveryFailed, delivery
 
     try:
         summary = delivery(
@@ -62,9 +62,9 @@ def served_version(env) -> dict:
 
 def build_release(repo, version: str, fault: str = "none", store_root: str = "") -> object:
     """Commit and build one release of hello-service without running a delivery."""
-    from blocks.artifacts import ArtifactStore
-    from tasks.build import build, checkout
-    from tasks.source import resolve_source
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
 
     sha = commit_release(repo, version, fault=fault, startup_timeout_s=5)
     co = checkout.fn(resolve_source(repo.path, sha))
@@ -76,7 +76,7 @@ def verification_for_tests():
     100 ms of absolute p95 slack (on a loaded 2-core machine with dockerd, browsers and
     servers, a good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms;
     the latency rule itself is unit-tested)."""
-    from blocks.settings import VerificationSettings
+    from prefect_delivery.blocks.settings import VerificationSettings
 
     return VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100)
 

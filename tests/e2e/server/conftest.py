@@ -32,7 +32,7 @@ def stack() -> ServerStack:
 @pytest.fixture(scope="session")
 def service_repo():
     """A git repository holding a copy of hello-service; tests commit releases into it."""
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-e2e-repo-")
     repo = prepare_repo(root)

@@ -72,7 +72,7 @@ def state_dir() -> Path:
 @pytest.fixture(scope="session")
 def image_registry(namespace):
     """The local registry, this session's namespace, built FROM the offline python-web image."""
-    from blocks.registry import ImageRegistry
+    from prefect_delivery.blocks.registry import ImageRegistry
 
     return ImageRegistry(namespace=namespace, build_args={"BASE_IMAGE": WEB_BASE})
 
@@ -80,7 +80,7 @@ def image_registry(namespace):
 @pytest.fixture(scope="session")
 def docker_store(state_dir, image_registry) -> str:
     """Name of a saved ArtifactStore whose registry is the local one."""
-    from blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.artifacts import ArtifactStore
 
     ArtifactStore(root=str(state_dir / "artifacts"), registry=image_registry).save(
         "test-docker-artifacts", overwrite=True
@@ -91,7 +91,7 @@ def docker_store(state_dir, image_registry) -> str:
 @pytest.fixture
 def save_store(state_dir):
     """Save an ArtifactStore with a given ImageRegistry under a fresh name; returns the name."""
-    from blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.artifacts import ArtifactStore
 
     def save(registry) -> str:
         name = f"test-docker-store-{next(_counter)}"
@@ -106,9 +106,9 @@ def save_store(state_dir):
 @pytest.fixture
 def make_docker_env(state_dir, scope):
     """Create and save an Environment on a DockerTarget, on a free frontend port."""
-    from blocks.docker_target import DockerTarget
-    from blocks.settings import StrategySettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.docker_target import DockerTarget
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.setup import environment
 
     created = []
 
@@ -142,7 +142,7 @@ def make_docker_env(state_dir, scope):
 @pytest.fixture
 def image_repo():
     """A git repository holding a copy of hello-service built as an image."""
-    from flows.demo import prepare_repo, set_build_kind
+    from prefect_delivery.flows.demo import prepare_repo, set_build_kind
 
     root = short_tmpdir("pd-irepo-")
     repo = prepare_repo(root)
@@ -156,10 +156,10 @@ def built_image(state_dir, image_registry):
     """hello-service 3.0.0 built and pushed once for the session (a Release pinned by digest)."""
     from pipeline_support import commit_release
 
-    from blocks.artifacts import ArtifactStore
-    from flows.demo import prepare_repo, set_build_kind
-    from tasks.build import build, checkout
-    from tasks.source import resolve_source
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.flows.demo import prepare_repo, set_build_kind
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
 
     root = short_tmpdir("pd-irepo-")
     repo = prepare_repo(root)

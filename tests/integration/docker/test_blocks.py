@@ -40,12 +40,12 @@ def test_prefect_block_register_registers_every_block():
 def test_environment_round_trips_either_target(state_dir):
     from prefect_docker.credentials import DockerRegistryCredentials
 
-    from blocks.artifacts import ArtifactStore
-    from blocks.docker_target import DockerTarget
-    from blocks.environment import Environment
-    from blocks.haproxy import HAProxyRouter
-    from blocks.process_target import ProcessTarget
-    from blocks.registry import ImageRegistry
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.docker_target import DockerTarget
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.blocks.haproxy import HAProxyRouter
+    from prefect_delivery.blocks.process_target import ProcessTarget
+    from prefect_delivery.blocks.registry import ImageRegistry
 
     registry = ImageRegistry(
         address="127.0.0.1:5999",
@@ -95,10 +95,10 @@ def test_the_registry_block_is_shared_by_reference(state_dir):
     the targets reference: credentials added to it later reach both."""
     from prefect_docker.credentials import DockerRegistryCredentials
 
-    from blocks.artifacts import ArtifactStore
-    from blocks.environment import Environment
-    from blocks.registry import ImageRegistry
-    from flows.setup import LocalSetup, create_local_blocks
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.blocks.registry import ImageRegistry
+    from prefect_delivery.flows.setup import LocalSetup, create_local_blocks
 
     root = state_dir / "setup"
     create_local_blocks(

@@ -15,8 +15,8 @@ from docker_support import REGISTRY, LocalRegistry, delete_manifest, delivery_cl
 from pipeline_support import commit_release, deliver, served_version, verification_for_tests
 from support import SteadyLoad, free_port, short_tmpdir
 
-from blocks.errors import GateFailed
-from flows.cli import EXIT_BAD_INPUT
+from prefect_delivery.blocks.errors import GateFailed
+from prefect_delivery.flows.cli import EXIT_BAD_INPUT
 
 pytestmark = pytest.mark.docker
 
@@ -27,10 +27,10 @@ WRONG = "pw-Typo-in-block-9090"
 @pytest.fixture(scope="module")
 def live(state_dir, scope, docker_store):
     """(repo, staging, good commit): staging serves hello-service 1.0.0 from a container."""
-    from blocks.docker_target import DockerTarget
-    from blocks.settings import StrategySettings
-    from flows.demo import prepare_repo, set_build_kind
-    from flows.setup import environment
+    from prefect_delivery.blocks.docker_target import DockerTarget
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.demo import prepare_repo, set_build_kind
+    from prefect_delivery.flows.setup import environment
 
     root = short_tmpdir("pd-irepo-")
     repo = prepare_repo(root)
@@ -137,10 +137,10 @@ def test_missing_dockerfile_through_the_cli(live, docker_store):
 
 
 def test_a_digest_that_is_not_in_the_registry(live, image_registry, namespace, docker_client):
-    from blocks.artifacts import ArtifactStore
-    from flows.deploy import deploy
-    from tasks.build import build, checkout
-    from tasks.source import resolve_source
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.flows.deploy import deploy
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
 
     repo, staging, good = live
     sha = commit_release(repo, "1.4.0")

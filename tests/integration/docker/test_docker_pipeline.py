@@ -11,7 +11,7 @@ from docker_support import REGISTRY, registry_digest
 from pipeline_support import commit_release, deliver, served_version
 from support import SteadyLoad
 
-from blocks.docker_target import L_COMMIT, L_DIGEST
+from prefect_delivery.blocks.docker_target import L_COMMIT, L_DIGEST
 
 pytestmark = pytest.mark.docker
 
@@ -28,7 +28,7 @@ def containers_of(env) -> list[dict]:
 def test_build_once_deploy_everywhere_by_digest_then_roll_back(
     image_repo, make_docker_env, docker_store, namespace, docker_client
 ):
-    from flows.rollback import rollback
+    from prefect_delivery.flows.rollback import rollback
 
     staging, production = make_docker_env("stg"), make_docker_env("prd", bake_s=1.0)
     first = commit_release(image_repo, "1.0.0")

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from blocks.docker_target import L_DIGEST, L_ENVIRONMENT, L_SLOT, DockerTarget
-from blocks.errors import ConfigError
+from prefect_delivery.blocks.docker_target import L_DIGEST, L_ENVIRONMENT, L_SLOT, DockerTarget
+from prefect_delivery.blocks.errors import ConfigError
 
 pytestmark = pytest.mark.docker
 
@@ -87,7 +87,7 @@ def test_an_instance_that_exits_at_start_is_listed_dead_with_its_output(built_im
 
 
 def test_a_wheel_release_is_refused_with_the_fix(built_image, scope):
-    from blocks.release import Artifact
+    from prefect_delivery.blocks.release import Artifact
 
     wheel = built_image.model_copy(
         update={"artifact": Artifact(kind="wheel", digest=built_image.digest, uri="/x.whl")}
@@ -98,7 +98,7 @@ def test_a_wheel_release_is_refused_with_the_fix(built_image, scope):
 
 
 def test_a_tag_is_never_run(built_image, scope):
-    from blocks.release import Artifact
+    from prefect_delivery.blocks.release import Artifact
 
     tagged = built_image.model_copy(
         update={

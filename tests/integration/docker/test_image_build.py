@@ -23,8 +23,8 @@ from docker_support import (
 from pipeline_support import commit_release
 from support import short_tmpdir
 
-from blocks.errors import ConfigError, GateFailed, InfrastructureError, is_retryable
-from blocks.wheel import sha256_file
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, is_retryable
+from prefect_delivery.blocks.wheel import sha256_file
 
 pytestmark = pytest.mark.docker
 
@@ -33,15 +33,15 @@ WRONG = "pw-Wrong-battery-1234"
 
 
 def checkout_commit(repo, sha):
-    from tasks.build import checkout
-    from tasks.source import resolve_source
+    from prefect_delivery.tasks.build import checkout
+    from prefect_delivery.tasks.source import resolve_source
 
     return checkout.fn(resolve_source(repo.path, sha))
 
 
 def build_with(repo, sha, state_dir, registry):
-    from blocks.artifacts import ArtifactStore
-    from tasks.build import build
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.tasks.build import build
 
     store = ArtifactStore(root=str(state_dir / "artifacts"), registry=registry)
     return build.fn(checkout_commit(repo, sha), store)
@@ -77,8 +77,8 @@ def test_built_once_per_commit_and_build_logs_reach_the_prefect_run(
     from prefect.logging.handlers import APILogWorker
     from prefect.runtime import flow_run
 
-    from blocks.artifacts import ArtifactStore
-    from tasks.build import build
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.tasks.build import build
 
     sha = commit_release(image_repo, "3.1.0")
     store = ArtifactStore(root=str(state_dir / "artifacts"), registry=image_registry)
@@ -215,7 +215,7 @@ def test_registry_with_a_password(
 ):
     import httpx
 
-    from blocks.docker_target import DockerTarget
+    from prefect_delivery.blocks.docker_target import DockerTarget
 
     # docker-py would read (and `docker login` would write) the config here: it must stay empty
     docker_config = short_tmpdir("pd-dockercfg-")

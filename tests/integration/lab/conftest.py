@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from migrations_lab.errors import PostgresNotFound
-from migrations_lab.postgres import Database, LocalPostgres, find_bindir
+from prefect_delivery.migrations_lab.errors import PostgresNotFound
+from prefect_delivery.migrations_lab.postgres import Database, LocalPostgres, find_bindir
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "alembic"
 

@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from migrations_lab import (
+from prefect_delivery.migrations_lab import (
     DatabaseUnavailable,
     LabConfigError,
     MigrationFailed,
@@ -27,10 +27,10 @@ from migrations_lab import (
     downgrade,
     pending_revisions,
 )
-from migrations_lab.postgres import free_port
-from migrations_lab.project import AlembicProject
-from migrations_lab.sqltext import split_statements
-from migrations_lab.urls import reveal
+from prefect_delivery.migrations_lab.postgres import free_port
+from prefect_delivery.migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.sqltext import split_statements
+from prefect_delivery.migrations_lab.urls import reveal
 
 pytestmark = pytest.mark.postgres
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migrations_lab import CompatConfig, check, format_report
+from prefect_delivery.migrations_lab import CompatConfig, check, format_report
 
 pytestmark = pytest.mark.postgres
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 
-from migrations_lab import check, format_report
-from migrations_lab.postgres_docker import IMAGE_ENV, DockerPostgres, DockerPostgresConfig
+from prefect_delivery.migrations_lab import check, format_report
+from prefect_delivery.migrations_lab.postgres_docker import IMAGE_ENV, DockerPostgres, DockerPostgresConfig
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 
@@ -125,7 +125,7 @@ def test_missing_image_is_a_clear_error_and_exit_2(capsys):
     reason = _image_available()
     if reason and ("not reachable" in reason or "not installed" in reason):
         pytest.skip(reason)
-    from migrations_lab.cli import main
+    from prefect_delivery.migrations_lab.cli import main
 
     code = main(["check", str(GOOD), "--provider", "docker",
                  "--image", "migrations-lab/not-here:0"])

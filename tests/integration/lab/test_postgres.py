@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from migrations_lab.postgres import LocalPostgres
+from prefect_delivery.migrations_lab.postgres import LocalPostgres
 
 pytestmark = pytest.mark.postgres
 
@@ -77,7 +77,7 @@ def test_cluster_cleans_up_even_on_exception():
 def test_atexit_tears_down_a_cluster_nobody_stopped():
     code = (
         "import json, sys\n"
-        "from migrations_lab.postgres import LocalPostgres\n"
+        "from prefect_delivery.migrations_lab.postgres import LocalPostgres\n"
         "pg = LocalPostgres().start()\n"
         "print(json.dumps({'dir': str(pg.tempdir), 'port': pg.port, 'pid': pg.pid}))\n"
         "sys.exit(3)  # no stop(): atexit must do it\n"

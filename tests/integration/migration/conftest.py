@@ -30,7 +30,7 @@ def state_dir():
 
 @pytest.fixture(scope="session")
 def store(state_dir) -> str:
-    from blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.artifacts import ArtifactStore
 
     ArtifactStore(root=str(state_dir / "artifacts")).save("migration-artifacts", overwrite=True)
     return "migration-artifacts"
@@ -40,7 +40,7 @@ def store(state_dir) -> str:
 def schema_repo():
     """hello-service's repository with the schema releases 1-4 committed; returns
     (repo, {release number: commit})."""
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-mrepo-")
     repo = prepare_repo(root)

@@ -18,7 +18,7 @@ from migration_support import (
 )
 from pipeline_support import deliver, served_version, stop_environment
 
-from blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
 
 pytestmark = pytest.mark.postgres
 
@@ -223,7 +223,7 @@ def test_database_that_is_down(live, cluster, store):
 def test_wrong_password(live, cluster, store):
     from sqlalchemy.engine import make_url
 
-    from blocks.environment import Environment
+    from prefect_delivery.blocks.environment import Environment
 
     repo, commits, env = live
     saved = Environment.load(env.name)
@@ -245,7 +245,7 @@ def test_wrong_password(live, cluster, store):
 
 def test_no_postgres_binaries_means_a_clear_setup_error(tmp_path, monkeypatch):
     """`delivery setup` on a machine without the server binaries: the fix, not a traceback."""
-    from flows.setup import local_database
+    from prefect_delivery.flows.setup import local_database
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("MIGRATIONS_LAB_PG_BINDIR", str(tmp_path))

@@ -21,9 +21,9 @@ def live_versions(env) -> dict[str, int]:
 
 
 def test_contract_gate_and_rollback_gate(make_db_env, schema_repo, store, cluster):
-    from blocks.errors import GateFailed
-    from flows.cli import main as cli
-    from flows.rollback import rollback
+    from prefect_delivery.blocks.errors import GateFailed
+    from prefect_delivery.flows.cli import main as cli
+    from prefect_delivery.flows.rollback import rollback
 
     repo, commits = schema_repo
     env = make_db_env("mgate", keep_previous_s=3600)  # the previous release is kept warm

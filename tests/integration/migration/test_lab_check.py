@@ -11,8 +11,8 @@ pytestmark = pytest.mark.postgres
 
 
 def test_delivery_lab_check_passes_on_hello_service_with_a_report_per_revision():
-    from migrations_lab.errors import PostgresNotFound
-    from migrations_lab.postgres import find_bindir
+    from prefect_delivery.migrations_lab.errors import PostgresNotFound
+    from prefect_delivery.migrations_lab.postgres import find_bindir
 
     try:
         find_bindir()

@@ -30,10 +30,10 @@ PEOPLE = [
 def test_the_split_is_delivered_phase_by_phase_through_staging_and_production(
     make_db_env, schema_repo, store, cluster
 ):
-    from blocks.artifacts import ArtifactStore
-    from tasks.build import build, checkout
-    from tasks.migrate import migration_phase
-    from tasks.source import resolve_source
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.migrate import migration_phase
+    from prefect_delivery.tasks.source import resolve_source
 
     repo, commits = schema_repo
     staging = make_db_env("mstg")

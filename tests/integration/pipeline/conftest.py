@@ -29,7 +29,7 @@ def state_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def artifact_store(state_dir):
-    from blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.artifacts import ArtifactStore
 
     store = ArtifactStore(root=str(state_dir / "artifacts"))
     store.save("test-artifacts", overwrite=True)
@@ -39,8 +39,8 @@ def artifact_store(state_dir):
 @pytest.fixture
 def make_env(state_dir):
     """Create and save an Environment block with a unique name on a free port."""
-    from blocks.settings import StrategySettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.setup import environment
 
     created = []
 
@@ -83,7 +83,7 @@ def make_env(state_dir):
 @pytest.fixture
 def hello_repo():
     """A git repository holding a copy of hello-service; commit releases into it."""
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-repo-")
     repo = prepare_repo(root)

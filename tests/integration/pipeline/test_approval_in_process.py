@@ -18,7 +18,7 @@ def answer_when_paused(approved: bool, found: dict) -> threading.Thread:
     )
     from prefect.client.schemas.objects import StateType
 
-    from tasks.approve import answer_approval
+    from prefect_delivery.tasks.approve import answer_approval
 
     def answer():
         deadline = time.monotonic() + 300
@@ -46,7 +46,7 @@ def answer_when_paused(approved: bool, found: dict) -> threading.Thread:
 def test_a_rejected_release_stops_before_production_and_raises(
     hello_repo, make_env, artifact_store
 ):
-    from flows.delivery import DeliveryFailed
+    from prefect_delivery.flows.delivery import DeliveryFailed
 
     staging, production = make_env("stg"), make_env("prd", requires_approval=True)
     sha = commit_release(hello_repo, "1.0.0")

@@ -12,7 +12,7 @@ import pytest
 from pipeline_support import commit_release, served_version
 from support import VENV_BIN
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_FAILED
+from prefect_delivery.flows.cli import EXIT_BAD_INPUT, EXIT_FAILED
 
 
 def delivery_cli(*args: str) -> tuple[int, str]:

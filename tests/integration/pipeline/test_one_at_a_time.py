@@ -55,7 +55,7 @@ def test_second_delivery_waits_then_refusal_is_clear(hello_repo, make_env, artif
     # with --on-busy refuse stops at once with who holds it, and changes nothing
     import uuid
 
-    from tasks.lock import environment_lock
+    from prefect_delivery.tasks.lock import environment_lock
 
     holder = str(uuid.uuid4())
     third = commit_release(hello_repo, "3.0.0")

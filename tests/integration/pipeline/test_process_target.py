@@ -10,16 +10,16 @@ import pytest
 from pipeline_support import commit_release
 from support import short_tmpdir
 
-from blocks.process_target import ArtifactIntegrityError, ProcessTarget
-from blocks.release import Artifact
+from prefect_delivery.blocks.process_target import ArtifactIntegrityError, ProcessTarget
+from prefect_delivery.blocks.release import Artifact
 
 
 @pytest.fixture(scope="module")
 def built_release(tmp_path_factory):
-    from blocks.artifacts import ArtifactStore
-    from flows.demo import prepare_repo
-    from tasks.build import build, checkout
-    from tasks.source import resolve_source
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
 
     repo = prepare_repo(short_tmpdir())
     sha = commit_release(repo, "3.0.0")

@@ -11,10 +11,10 @@ import pytest
 from pipeline_support import build_release
 from support import SteadyLoad, free_port, short_tmpdir
 
-from blocks.haproxy_stats import HAProxyStatsSource
-from blocks.prometheus import PrometheusSource
-from flows.deploy import deploy
-from tasks.rollout_analysis import scope_for
+from prefect_delivery.blocks.haproxy_stats import HAProxyStatsSource
+from prefect_delivery.blocks.prometheus import PrometheusSource
+from prefect_delivery.flows.deploy import deploy
+from prefect_delivery.tasks.rollout_analysis import scope_for
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("prometheus"),
@@ -62,7 +62,7 @@ def prometheus_for(tmp_path):
 
 
 def test_prometheus_counts_what_haproxy_counts(make_env, prometheus_for):
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-prom-")
     release = build_release(prepare_repo(root), "1.0.0", store_root=str(root / "a"))

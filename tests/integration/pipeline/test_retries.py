@@ -11,8 +11,8 @@ import pytest
 from pipeline_support import build_release, commit_release, deliver
 from support import short_tmpdir
 
-from blocks.errors import GateFailed
-from flows.deploy import deploy
+from prefect_delivery.blocks.errors import GateFailed
+from prefect_delivery.flows.deploy import deploy
 
 
 def task_runs(flow_run_id) -> list:
@@ -37,7 +37,7 @@ def task_runs(flow_run_id) -> list:
 
 @pytest.fixture(scope="module")
 def repo_and_store():
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-retry-")
     return prepare_repo(root), str(root / "artifacts")

@@ -11,15 +11,15 @@ import pytest
 from pipeline_support import build_release, served_version
 from support import SteadyLoad, free_port, short_tmpdir
 
-from blocks.errors import ConfigError, GateFailed
-from blocks.prometheus import PrometheusSource
-from flows.deploy import deploy
-from flows.rollback import rollback
+from prefect_delivery.blocks.errors import ConfigError, GateFailed
+from prefect_delivery.blocks.prometheus import PrometheusSource
+from prefect_delivery.flows.deploy import deploy
+from prefect_delivery.flows.rollback import rollback
 
 
 @pytest.fixture(scope="module")
 def releases():
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-rb-")
     repo = prepare_repo(root)
@@ -48,7 +48,7 @@ def test_rollback_to_a_retired_release_restarts_it_from_its_digest(make_env, rel
     env = make_env("rbr", keep_previous_s=0)
     deploy(env.name, releases["1.0.0"])
     deploy(env.name, releases["2.0.0"])
-    from tasks.deploy import retire_previous
+    from prefect_delivery.tasks.deploy import retire_previous
 
     retire_previous.fn(
         env, [i for i in env.target.list(env.name) if i.release.version == "1.0.0"], None

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from support import free_port, short_tmpdir
 
-from blocks.errors import ConfigError
-from blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.haproxy import HAProxyRouter
 
 
 def serve(tag: str):
@@ -135,7 +135,7 @@ def test_non_loopback_frontend_is_refused():
 
 
 def test_unknown_address_is_refused(router):
-    from blocks.errors import InfrastructureError
+    from prefect_delivery.blocks.errors import InfrastructureError
 
     router.ensure_started()
     with pytest.raises(InfrastructureError, match="no backend slot"):

@@ -274,10 +274,10 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
 
     from prefect.blocks.system import Secret
 
-    from blocks.database import PostgresDatabase
-    from blocks.prometheus import PrometheusSource
-    from blocks.settings import StrategySettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.database import PostgresDatabase
+    from prefect_delivery.blocks.prometheus import PrometheusSource
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.setup import environment
 
     since = datetime.now(UTC) - timedelta(seconds=1)
     sampler = CmdlineSampler()

@@ -7,8 +7,8 @@ import pytest
 from pipeline_support import build_release, served_version
 from support import SteadyLoad, short_tmpdir
 
-from blocks.errors import GateFailed
-from flows.deploy import deploy
+from prefect_delivery.blocks.errors import GateFailed
+from prefect_delivery.flows.deploy import deploy
 
 STRATEGIES = {
     "blue-green": {"kind": "blue-green", "instances": 1},
@@ -21,7 +21,7 @@ FAULTS = ["crash", "unhealthy", "error:0.3", "slow:0.3"]
 @pytest.fixture(scope="module")
 def releases():
     """One good release to start from, one good release to promote, one per fault."""
-    from flows.demo import prepare_repo
+    from prefect_delivery.flows.demo import prepare_repo
 
     root = short_tmpdir("pd-rel-")
     repo = prepare_repo(root)

@@ -10,7 +10,7 @@ import pytest
 from factories import release
 from pydantic import ValidationError
 
-from blocks.docker_target import (
+from prefect_delivery.blocks.docker_target import (
     L_DIGEST,
     L_ENVIRONMENT,
     L_SCOPE,
@@ -20,14 +20,14 @@ from blocks.docker_target import (
     instance_from_labels,
     scope_for,
 )
-from blocks.environment import Environment
-from blocks.errors import ConfigError, GateFailed, InfrastructureError, is_retryable
-from blocks.haproxy import HAProxyRouter
-from blocks.process_target import ProcessTarget
-from blocks.registry import ImageRegistry, redact, registry_error
-from blocks.release import Artifact, Instance
-from tasks.build_image import WHEEL_DIR, dockerfile_path, make_context
-from tasks.manifest import parse_manifest
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, is_retryable
+from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.process_target import ProcessTarget
+from prefect_delivery.blocks.registry import ImageRegistry, redact, registry_error
+from prefect_delivery.blocks.release import Artifact, Instance
+from prefect_delivery.tasks.build_image import WHEEL_DIR, dockerfile_path, make_context
+from prefect_delivery.tasks.manifest import parse_manifest
 
 DIGEST = "sha256:" + "4015" * 16  # contains "401" and "405": must never read as a status
 
@@ -239,7 +239,7 @@ def test_environment_takes_either_target(tmp_path):
 def test_tests_run_against_the_wheel_inside_the_image(tmp_path):
     import zipfile
 
-    from tasks.test import prepare_test_tree
+    from prefect_delivery.tasks.test import prepare_test_tree
 
     wheel = tmp_path / "svc-1.0.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
@@ -254,7 +254,7 @@ def test_tests_run_against_the_wheel_inside_the_image(tmp_path):
 
 
 def test_setup_refuses_a_bad_registry_address_before_touching_anything(capsys, tmp_path):
-    from flows.cli import EXIT_BAD_INPUT, main
+    from prefect_delivery.flows.cli import EXIT_BAD_INPUT, main
 
     code = main(
         ["setup", "--target", "docker", "--registry", "http://r:5000", "--state-dir", str(tmp_path)]

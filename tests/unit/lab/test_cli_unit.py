@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from migrations_lab.cli import main
+from prefect_delivery.migrations_lab.cli import main
 
 
 def test_missing_path_exits_2_with_a_clear_message(tmp_path, capsys):

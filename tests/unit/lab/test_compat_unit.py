@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from migrations_lab.compat import CompatConfig, plan_jobs, run_suite
-from migrations_lab.errors import LabConfigError
-from migrations_lab.phases import PhasePlan, RevisionInfo
+from prefect_delivery.migrations_lab.compat import CompatConfig, plan_jobs, run_suite
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo
 
 URL = "postgresql+psycopg://app:t0psecret@127.0.0.1:1/app"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.postgres import make_cluster
-from migrations_lab.postgres_docker import (
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.postgres import make_cluster
+from prefect_delivery.migrations_lab.postgres_docker import (
     IMAGE_ENV,
     DockerPostgres,
     DockerPostgresConfig,

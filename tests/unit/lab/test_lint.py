@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from migrations_lab.lint import RULES, LintState, lint_project, lint_sql
-from migrations_lab.phases import RevisionInfo, read_plan
-from migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.lint import RULES, LintState, lint_project, lint_sql
+from prefect_delivery.migrations_lab.phases import RevisionInfo, read_plan
+from prefect_delivery.migrations_lab.project import AlembicProject
 
 LT = "SET lock_timeout = '2s';\n"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.phases import covers, read_plan
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.phases import covers, read_plan
 
 
 def rules(plan, severity: str | None = None) -> list[str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from migrations_lab.compat import CompatResult
-from migrations_lab.findings import Finding
-from migrations_lab.report import LabReport, RevisionReport, format_report
-from migrations_lab.roundtrip import RoundTrip, Step
+from prefect_delivery.migrations_lab.compat import CompatResult
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.report import LabReport, RevisionReport, format_report
+from prefect_delivery.migrations_lab.roundtrip import RoundTrip, Step
 
 
 def sample(ok: bool = False) -> LabReport:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from migrations_lab import postgres
-from migrations_lab.apply import RetryPolicy
-from migrations_lab.backfill import batched_backfill
-from migrations_lab.connect import TimeoutSettings, describe_connect_error
-from migrations_lab.errors import LabConfigError, PostgresNotFound
+from prefect_delivery.migrations_lab import postgres
+from prefect_delivery.migrations_lab.apply import RetryPolicy
+from prefect_delivery.migrations_lab.backfill import batched_backfill
+from prefect_delivery.migrations_lab.connect import TimeoutSettings, describe_connect_error
+from prefect_delivery.migrations_lab.errors import LabConfigError, PostgresNotFound
 
 
 def test_retry_backoff_is_exponential_and_capped():

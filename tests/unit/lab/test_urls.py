@@ -3,8 +3,8 @@
 import pytest
 from pydantic import SecretStr
 
-from migrations_lab.errors import LabConfigError
-from migrations_lab.urls import mask, reveal, scrub
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.urls import mask, reveal, scrub
 
 
 def test_mask_hides_the_password():

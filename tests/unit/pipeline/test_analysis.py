@@ -1,8 +1,8 @@
 import pytest
 
-from blocks.metrics import Samples, percentile
-from blocks.settings import VerificationSettings
-from tasks.analysis import Outcome, analyze, latency_limit
+from prefect_delivery.blocks.metrics import Samples, percentile
+from prefect_delivery.blocks.settings import VerificationSettings
+from prefect_delivery.tasks.analysis import Outcome, analyze, latency_limit
 
 SETTINGS = VerificationSettings(
     min_samples=50, max_error_rate=0.01, latency_tolerance=0.2, latency_slack_ms=10

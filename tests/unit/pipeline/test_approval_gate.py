@@ -9,10 +9,10 @@ from uuid import uuid4
 import pytest
 from factories import release
 
-from blocks.metrics import Samples
-from blocks.settings import VerificationSettings
-from tasks.analysis import analyze
-from tasks.approve import (
+from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.settings import VerificationSettings
+from prefect_delivery.tasks.analysis import analyze
+from prefect_delivery.tasks.approve import (
     Approval,
     ApprovalDecision,
     UpstreamEvidence,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from blocks.errors import ConfigError
-from blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_empty_canary_steps_are_refused():
 
 
 def _environment():
-    from flows.setup import environment
+    from prefect_delivery.flows.setup import environment
 
     return environment("stg", 1, "/tmp/x", StrategySettings(), 0, False)
 
@@ -55,7 +55,7 @@ def test_environment_capacity_below_one_is_refused():
 
 
 def test_environment_list_that_is_empty_or_repeats_a_name_is_refused():
-    from flows.delivery import _check_environments
+    from prefect_delivery.flows.delivery import _check_environments
 
     with pytest.raises(ConfigError, match="environments: is empty") as info:
         _check_environments([])
@@ -65,7 +65,7 @@ def test_environment_list_that_is_empty_or_repeats_a_name_is_refused():
 
 
 def test_approval_answer_is_checked_before_the_api_is_asked():
-    from tasks.approve import answer_approval
+    from prefect_delivery.tasks.approve import answer_approval
 
     run_id = "00000000-0000-0000-0000-000000000000"
     with pytest.raises(ConfigError, match=r"RUN_ID: 'not-a-run' is not a flow run id \(a UUID\)"):
@@ -79,7 +79,7 @@ def test_approval_answer_is_checked_before_the_api_is_asked():
 
 
 def test_lint_command_that_is_not_installed():
-    from tasks.build import _tool
+    from prefect_delivery.tasks.build import _tool
 
     with pytest.raises(ConfigError) as info:
         _tool(["no-such-linter-7f3a", "check", "."])
@@ -89,7 +89,7 @@ def test_lint_command_that_is_not_installed():
 
 
 def test_package_that_cannot_be_found(tmp_path: Path):
-    from tasks.build import find_package
+    from prefect_delivery.tasks.build import find_package
 
     with pytest.raises(ConfigError, match="'svc' has no __init__.py under src/"):
         find_package(tmp_path, "svc")
@@ -108,7 +108,7 @@ def test_package_that_cannot_be_found(tmp_path: Path):
     ],
 )
 def test_version_that_cannot_be_pinned_is_refused(tmp_path: Path, project, shown):
-    from tasks.build import pin_version
+    from prefect_delivery.tasks.build import pin_version
 
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text("[project]\n" + project)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from blocks.errors import ConfigError
-from tasks.commit_param import commit_id
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.tasks.commit_param import commit_id
 
 
 def as_prefect_cli_parses(typed: str):
@@ -71,7 +71,7 @@ def test_the_flow_parameter_keeps_the_json_type_for_the_check():
     """pydantic must not coerce before commit_id sees the value (True would become 1)."""
     from pydantic import TypeAdapter
 
-    from tasks.commit_param import CommitInput
+    from prefect_delivery.tasks.commit_param import CommitInput
 
     adapter = TypeAdapter(CommitInput)
     assert adapter.validate_python(True) is True
@@ -85,7 +85,7 @@ def test_the_deployment_schema_accepts_what_the_cli_sends():
     from prefect.utilities.callables import parameter_schema
     from prefect.utilities.schema_tools import validate
 
-    from flows.delivery import delivery
+    from prefect_delivery.flows.delivery import delivery
 
     schema = parameter_schema(delivery).model_dump()
     for typed in ("1234567", "1e10", "abc123", "true"):

@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from blocks.haproxy_runtime import BACKEND, parse_stat, render_config
+from prefect_delivery.blocks.haproxy_runtime import BACKEND, parse_stat, render_config
 
 STAT = (
     "# pxname,svname,scur,stot,status,weight,uweight,hrsp_2xx,hrsp_5xx,rtime,rtime_max,"
@@ -29,7 +29,7 @@ def test_parse_stat_keeps_backend_servers_only():
 
 
 def test_parse_stat_rejects_garbage():
-    from blocks.errors import InfrastructureError
+    from prefect_delivery.blocks.errors import InfrastructureError
 
     with pytest.raises(InfrastructureError):
         parse_stat("Unknown command")

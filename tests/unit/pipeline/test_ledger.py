@@ -1,6 +1,6 @@
 from factories import release
 
-from blocks.ledger import Ledger
+from prefect_delivery.blocks.ledger import Ledger
 
 A, B, C = release(1), release(2), release(3)
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks.errors import ConfigError
-from tasks.manifest import load_manifest, parse_manifest
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.tasks.manifest import load_manifest, parse_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
 GOOD = """

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from blocks.database import PostgresDatabase
-from blocks.errors import ConfigError, InfrastructureError
-from migrations_lab.errors import DatabaseUnavailable
-from migrations_lab.findings import Finding
-from migrations_lab.phases import PhasePlan, RevisionInfo
-from migrations_lab.report import LabReport, RevisionReport
-from migrations_lab.roundtrip import RoundTrip
-from tasks.migrate import (
+from prefect_delivery.blocks.database import PostgresDatabase
+from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
+from prefect_delivery.migrations_lab.errors import DatabaseUnavailable
+from prefect_delivery.migrations_lab.findings import Finding
+from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo
+from prefect_delivery.migrations_lab.report import LabReport, RevisionReport
+from prefect_delivery.migrations_lab.roundtrip import RoundTrip
+from prefect_delivery.tasks.migrate import (
     ReleaseSchema,
     applied_contracts,
     contract_blockers,
@@ -181,7 +181,7 @@ def test_the_url_never_shows():
 
 
 def test_instances_get_it_as_database_url_and_logs_mask_it():
-    from blocks.secrets import mask
+    from prefect_delivery.blocks.secrets import mask
 
     env = database().instance_env()
     assert env == {"DATABASE_URL": f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:5/app"}
@@ -189,8 +189,8 @@ def test_instances_get_it_as_database_url_and_logs_mask_it():
 
 
 def test_instance_environment_comes_from_the_environment_block():
-    from blocks.settings import StrategySettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.setup import environment
 
     env = environment("stg", 1, "/tmp/x", StrategySettings(), 0, False)
     assert env.instance_env() == {}
@@ -209,8 +209,8 @@ def test_instance_environment_comes_from_the_environment_block():
 def test_instance_secrets_name_secret_blocks_not_values(secrets, message):
     from pydantic import ValidationError
 
-    from blocks.settings import StrategySettings
-    from flows.setup import environment
+    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.flows.setup import environment
 
     env = environment("stg", 1, "/tmp/x", StrategySettings(), 0, False)
     with pytest.raises(ValidationError, match=message):
@@ -246,7 +246,7 @@ def test_a_url_that_is_not_postgres_is_refused_without_showing_it():
 def test_set_schema_release_picks_the_revisions_and_the_code_mode(tmp_path, n, mode):
     import shutil
 
-    from flows.demo import EXAMPLE, IGNORED, VERSIONS_DIR, DemoRepo, set_schema_release
+    from prefect_delivery.flows.demo import EXAMPLE, IGNORED, VERSIONS_DIR, DemoRepo, set_schema_release
 
     shutil.copytree(EXAMPLE, tmp_path / "svc", ignore=IGNORED)
     repo = DemoRepo(path=str(tmp_path / "svc"))

@@ -2,7 +2,7 @@
 
 from factories import instance, live, release, server
 
-from tasks.deploy import decide_reconcile
+from prefect_delivery.tasks.deploy import decide_reconcile
 
 A, B = release(1), release(2)
 

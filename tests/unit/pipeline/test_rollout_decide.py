@@ -1,10 +1,10 @@
 import pytest
 
-from blocks.errors import ConfigError
-from blocks.settings import StrategySettings
-from tasks.analysis import Outcome, Verdict
-from tasks.rollout_analysis import Action, decide
-from tasks.strategies import check_capacity, validate_split
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.settings import StrategySettings
+from prefect_delivery.tasks.analysis import Outcome, Verdict
+from prefect_delivery.tasks.rollout_analysis import Action, decide
+from prefect_delivery.tasks.strategies import check_capacity, validate_split
 
 
 def verdict(outcome: Outcome) -> Verdict:

@@ -2,7 +2,7 @@ import logging
 
 from pydantic import SecretStr
 
-from blocks.secrets import MASK, MaskSecrets, mask, reveal
+from prefect_delivery.blocks.secrets import MASK, MaskSecrets, mask, reveal
 
 
 def test_reveal_returns_the_value_and_masks_it_afterwards():
@@ -34,7 +34,7 @@ def test_filter_rewrites_records_and_tracebacks():
 def test_installed_filter_masks_real_handler_output(caplog):
     import io
 
-    from blocks.secrets import install
+    from prefect_delivery.blocks.secrets import install
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

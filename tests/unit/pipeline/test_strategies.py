@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from blocks.settings import StrategySettings
-from tasks import strategies as s
+from prefect_delivery.blocks.settings import StrategySettings
+from prefect_delivery.tasks import strategies as s
 
 
 def kinds(plan):
@@ -69,7 +69,7 @@ def test_bad_strategy_settings_are_refused(kwargs, needle):
 
 
 def test_min_samples_of_zero_is_refused():
-    from blocks.settings import VerificationSettings
+    from prefect_delivery.blocks.settings import VerificationSettings
 
     with pytest.raises(ValidationError, match="min_samples 0 would let a release pass"):
         VerificationSettings(min_samples=0)

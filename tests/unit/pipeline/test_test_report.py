@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from blocks.errors import GateFailed
-from tasks.test import CaseResult, ShardResult, gate, merge, parse_junit
+from prefect_delivery.blocks.errors import GateFailed
+from prefect_delivery.tasks.test import CaseResult, ShardResult, gate, merge, parse_junit
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="4">

@@ -10,7 +10,7 @@ revision, so a revision that fails leaves the schema at the previous one.
 import os
 
 from alembic import context
-from migrations_lab import apply_timeouts
+from prefect_delivery.migrations_lab import apply_timeouts
 from sqlalchemy import create_engine
 
 config = context.config

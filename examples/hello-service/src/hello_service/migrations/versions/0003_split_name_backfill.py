@@ -7,7 +7,7 @@ downgrade keeps the backfilled values (name is untouched, so nothing is lost).
 """
 
 from alembic import op
-from migrations_lab import batched_backfill
+from prefect_delivery.migrations_lab import batched_backfill
 
 revision = "0003"
 down_revision = "0002"
