@@ -84,10 +84,10 @@ def run_times(since: datetime) -> tuple[float, float, int, int]:
 
 def bench_demo() -> None:
     from prefect_delivery.blocks.paths import free_port
-    from prefect_delivery.flows.cli import shut_down
+    from prefect_delivery.flows.cli.demo import prepare_repo, set_version
+    from prefect_delivery.flows.cli.setup import LocalSetup, create_local_blocks
     from prefect_delivery.flows.delivery import delivery
-    from prefect_delivery.flows.demo import prepare_repo, set_version
-    from prefect_delivery.flows.setup import LocalSetup, create_local_blocks
+    from prefect_delivery.tasks.status import shut_down
 
     t0 = time.perf_counter()
     from prefect.client.orchestration import get_client
@@ -137,7 +137,7 @@ def bench_shards(shards: int, repeat: int) -> None:
     from prefect.futures import wait
 
     from prefect_delivery.blocks.artifacts import ArtifactStore
-    from prefect_delivery.flows.demo import prepare_repo, set_version
+    from prefect_delivery.flows.cli.demo import prepare_repo, set_version
     from prefect_delivery.tasks.build import build, checkout
     from prefect_delivery.tasks.source import resolve_source
     from prefect_delivery.tasks.test import merge, prepare_test_tree, record_durations, run_shard

@@ -76,7 +76,7 @@ def rollback_times(records: list[dict], decided: float, previous: str) -> tuple[
 def make_env(name: str, strategy: dict, state: Path, target=None):
     from prefect_delivery.blocks.paths import free_port
     from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.flows.cli.setup import environment
 
     settings = StrategySettings(**strategy, keep_previous_s=3600, step_pause_s=2,
                                 analysis_interval_s=1)
@@ -109,7 +109,7 @@ def strategy_row(name: str, releases: dict, concurrency: int, target=None) -> di
         change = restore.fn(env, v1, outcome.new_instances)
         records = load.stop()
     finally:
-        from prefect_delivery.flows.cli import shut_down
+        from prefect_delivery.tasks.status import shut_down
 
         shut_down([env.name])
     first, everything = rollback_times(records, decided, "1.0.0")
@@ -140,7 +140,7 @@ def naive_row(releases: dict, concurrency: int) -> dict:
         deployed = time.time()
         records = load.stop()
     finally:
-        from prefect_delivery.flows.cli import shut_down
+        from prefect_delivery.tasks.status import shut_down
 
         shut_down([env.name])
     return {"row": "naive stop-and-start", "requests": len(records), "failed": failed(records),
@@ -176,7 +176,7 @@ def bad_canary_row(releases: dict, concurrency: int) -> dict:
         ended = time.time()
         records = load.stop()
     finally:
-        from prefect_delivery.flows.cli import shut_down
+        from prefect_delivery.tasks.status import shut_down
 
         shut_down([env.name])
     return {"row": "bad canary (5xx 30%)", "requests": len(records), "failed": failed(records),
@@ -186,7 +186,7 @@ def bad_canary_row(releases: dict, concurrency: int) -> dict:
 
 def build_releases(registry=None) -> dict:
     from prefect_delivery.blocks.artifacts import ArtifactStore
-    from prefect_delivery.flows.demo import prepare_repo, set_build_kind, set_fault, set_version
+    from prefect_delivery.flows.cli.demo import prepare_repo, set_build_kind, set_fault, set_version
     from prefect_delivery.tasks.build import build, checkout
     from prefect_delivery.tasks.source import resolve_source
 
@@ -212,9 +212,9 @@ def docker_target():
         docker.from_env(timeout=10).info()
     except Exception:  # noqa: BLE001 - no engine: the docker rows are skipped
         return None, None
-    from prefect_delivery.blocks.docker_target import DockerTarget, scope_for
     from prefect_delivery.blocks.registry import ImageRegistry
-    from prefect_delivery.flows.setup import pick_base_image
+    from prefect_delivery.blocks.targets.docker import DockerTarget, scope_for
+    from prefect_delivery.flows.cli.setup import pick_base_image
 
     base = pick_base_image("127.0.0.1:5000")
     registry = ImageRegistry(

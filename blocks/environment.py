@@ -2,7 +2,8 @@
 
 Besides configuration, the block answers the question every stage starts with: what is live
 here right now? ``observe`` reads it from the router (weights, health) and the target (which
-instance runs which release), never from a previous run's memory.
+instance runs which release), never from a previous run's memory; ``running`` is the target's
+answer alone (which instances are alive).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
 from prefect_delivery.blocks.database import PostgresDatabase
-from prefect_delivery.blocks.docker_target import DockerTarget
-from prefect_delivery.blocks.haproxy import HAProxyRouter
-from prefect_delivery.blocks.haproxy_stats import HAProxyStatsSource
 from prefect_delivery.blocks.ledger import Ledger
 from prefect_delivery.blocks.live import LiveState, join_live_state
+from prefect_delivery.blocks.metrics import MetricSource
+from prefect_delivery.blocks.metrics.probe import ProbeSource
+from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
+from prefect_delivery.blocks.metrics.router_stats import RouterStatsSource
 from prefect_delivery.blocks.paths import default_state_dir
-from prefect_delivery.blocks.probe_source import ProbeSource
-from prefect_delivery.blocks.process_target import ProcessTarget
-from prefect_delivery.blocks.prometheus import PrometheusSource
+from prefect_delivery.blocks.release import Instance
+from prefect_delivery.blocks.routing import RouterBlock
 from prefect_delivery.blocks.secrets import load_secret
 from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.targets import TargetBlock, target_kind
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_VAR_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
@@ -41,10 +43,10 @@ class Environment(Block):
     )
 
     name: str = Field(description="Environment name: lowercase letters, digits and dashes.")
-    target: ProcessTarget | DockerTarget = Field(
+    target: TargetBlock = Field(
         description="Where instances run: local processes (wheels) or containers (images)."
     )
-    router: HAProxyRouter = Field(description="How traffic reaches instances.")
+    router: RouterBlock = Field(description="How traffic reaches instances.")
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     bake_s: float = Field(
@@ -62,9 +64,10 @@ class Environment(Block):
     state_dir: str = Field(
         default_factory=default_state_dir, description="Folder for this environment's ledger."
     )
-    haproxy_stats: HAProxyStatsSource | None = Field(
-        default_factory=HAProxyStatsSource,
-        description="Metric source: live traffic counters from the router (None: off).",
+    haproxy_stats: RouterStatsSource | None = Field(
+        default_factory=RouterStatsSource,
+        description="Metric source: live traffic counters from the router (None: off; the "
+        "field keeps its first name so saved environments load).",
     )
     probes: ProbeSource | None = Field(
         default_factory=ProbeSource,
@@ -111,14 +114,8 @@ class Environment(Block):
     @field_validator("target", mode="before")
     @classmethod
     def _target_kind(cls, value: object) -> object:
-        """A target saved as a block of its own comes back from the server without its
-        block_type_slug; tell the two kinds apart by their fields, or a DockerTarget would
-        load as a ProcessTarget."""
-        if isinstance(value, dict) and "block_type_slug" not in value:
-            docker_only = set(DockerTarget.model_fields) - set(ProcessTarget.model_fields)
-            kind = DockerTarget if docker_only & value.keys() else ProcessTarget
-            value = {**value, "block_type_slug": kind.get_block_type_slug()}
-        return value
+        """A target saved as a block of its own loads as the right kind (see target_kind)."""
+        return target_kind(value)
 
     @field_validator("name")
     @classmethod
@@ -134,8 +131,16 @@ class Environment(Block):
     def url(self) -> str:
         return self.router.frontend_url
 
-    def metric_sources(self) -> list[HAProxyStatsSource | ProbeSource | PrometheusSource]:
+    def metric_sources(self) -> list[MetricSource]:
         return [s for s in (self.haproxy_stats, self.probes, self.prometheus) if s is not None]
+
+    def running(self, among: list[Instance] | None = None) -> list[Instance]:
+        """The instances alive here now, as the target lists them (the fresh records); with
+        ``among``, only those of that list that are still alive, in its order."""
+        alive = {i.id: i for i in self.target.list(self.name) if i.alive}
+        if among is None:
+            return list(alive.values())
+        return [alive[i.id] for i in among if i.id in alive]
 
     def instance_env(self) -> dict[str, str]:
         """What every instance gets in its environment (never in argv): DATABASE_URL from the
@@ -153,6 +158,6 @@ class Environment(Block):
     def observe(self) -> LiveState:
         """What runs here and who gets traffic, read from the router and the target now."""
         running = self.router.is_running()
-        servers = self.router.servers() if running else []
+        slots = self.router.slots() if running else []
         instances = self.target.list(self.name)
-        return join_live_state(self.name, self.url, servers, instances, running)
+        return join_live_state(self.name, self.url, slots, instances, running)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from prefect_delivery.blocks.haproxy_runtime import ServerState
 from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.blocks.routing import SlotState
 
 
 class LiveInstance(BaseModel):
@@ -59,11 +59,11 @@ class LiveState(BaseModel):
 def join_live_state(
     environment: str,
     url: str,
-    servers: list[ServerState],
+    slots: list[SlotState],
     instances: list[Instance],
     router_running: bool,
 ) -> LiveState:
-    by_address = {s.address: s for s in servers if s.in_use}
+    by_address = {s.address: s for s in slots if s.in_use}
     live = []
     known = set()
     for instance in instances:
@@ -80,7 +80,7 @@ def join_live_state(
             )
         else:
             live.append(LiveInstance(instance=instance))
-    unknown = [f"{s.name}={s.address}" for s in servers if s.in_use and s.address not in known]
+    unknown = [f"{s.name}={s.address}" for s in slots if s.in_use and s.address not in known]
     return LiveState(
         environment=environment,
         url=url,

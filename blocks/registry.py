@@ -26,7 +26,12 @@ from prefect_docker.credentials import DockerRegistryCredentials
 from prefect_docker.host import DockerHost
 from pydantic import Field, field_validator
 
-from prefect_delivery.blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.errors import (
+    ConfigError,
+    DeliveryError,
+    GateFailed,
+    InfrastructureError,
+)
 from prefect_delivery.blocks.secrets import reveal
 
 LABEL_PREFIX = "org.prefect-delivery"

@@ -29,18 +29,23 @@ from typing import Literal
 
 from prefect import flow, unmapped
 from prefect.futures import wait as wait_futures
-from prefect.runtime import deployment, flow_run
+from prefect.runtime import deployment
 from prefect.states import Failed
 from pydantic import ValidationError
 
 from prefect_delivery.blocks.artifacts import ArtifactStore
 from prefect_delivery.blocks.environment import Environment
-from prefect_delivery.blocks.errors import ConfigError, DeliveryError, GateFailed, VerdictError
+from prefect_delivery.blocks.errors import (
+    ConfigError,
+    DeliveryError,
+    GateFailed,
+    InfrastructureError,
+    VerdictError,
+)
 from prefect_delivery.blocks.release import Release
 from prefect_delivery.flows.deploy import DeployOutcome, deploy
 from prefect_delivery.flows.migration import migrate
 from prefect_delivery.flows.rollback import roll_back_environment
-from prefect_delivery.tasks import checkpoint, events
 from prefect_delivery.tasks.approve import (
     ApprovalDecision,
     UpstreamEvidence,
@@ -50,29 +55,70 @@ from prefect_delivery.tasks.approve import (
     upstream_evidence,
 )
 from prefect_delivery.tasks.build import build, checkout, lint
-from prefect_delivery.tasks.commit_param import CommitInput, commit_id
-from prefect_delivery.tasks.deploy import restore, retire, retire_previous
-from prefect_delivery.tasks.kill_points import kill_point
-from prefect_delivery.tasks.lock import environment_lock
-from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.deploy import retire_previous
 from prefect_delivery.tasks.manifest import describe_validation_error
 from prefect_delivery.tasks.migrate import migration_phase
 from prefect_delivery.tasks.monitor import bake
-from prefect_delivery.tasks.report import DeliverySummary
+from prefect_delivery.tasks.revert import revert
+from prefect_delivery.tasks.runtime import checkpoint, events
+from prefect_delivery.tasks.runtime.commit_param import CommitInput, commit_id
+from prefect_delivery.tasks.runtime.context import current_run_id
+from prefect_delivery.tasks.runtime.kill_points import kill_point
+from prefect_delivery.tasks.runtime.lock import environment_lock
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.report import DeliverySummary
+from prefect_delivery.tasks.runtime.test_record import passed_before, record_pass
 from prefect_delivery.tasks.source import resolve_source
-from prefect_delivery.tasks.test import SuiteReport, gate, merge, prepare_test_tree, record_durations, run_shard
-from prefect_delivery.tasks.test_record import passed_before, record_pass
+from prefect_delivery.tasks.test import (
+    SuiteReport,
+    gate,
+    merge,
+    prepare_test_tree,
+    record_durations,
+    run_shard,
+)
 
 
 class DeliveryFailed(DeliveryError):
-    """The delivery stopped at a gate or a fault; carries the run's summary."""
+    """The delivery stopped at a gate or a fault; carries the run's summary.
+
+    Raised as the kind of what stopped it (:meth:`of`): bad input, a verdict or a fault."""
 
     def __init__(self, message: str, summary: DeliverySummary):
-        super().__init__(message)
+        Exception.__init__(self, message)
         self.summary = summary
 
     def __reduce__(self):  # picklable with its summary (a persisted Failed state's data)
         return (type(self), (str(self), self.summary))
+
+    @staticmethod
+    def of(cause: BaseException, summary: DeliverySummary) -> DeliveryFailed:
+        if isinstance(cause, ConfigError):
+            return DeliveryRefused(str(cause), summary, cause)
+        if isinstance(cause, InfrastructureError):
+            return DeliveryBroken(str(cause), summary)
+        return DeliveryStopped(str(cause), summary)
+
+
+class DeliveryRefused(DeliveryFailed, ConfigError):
+    """Stopped by bad input (nothing live changed)."""
+
+    def __init__(self, message: str, summary: DeliverySummary, cause: ConfigError | None = None):
+        DeliveryFailed.__init__(self, message, summary)
+        self.where = cause.where if cause else "delivery"
+        self.problem = cause.problem if cause else message
+        self.fix = cause.fix if cause else None
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.summary))
+
+
+class DeliveryStopped(DeliveryFailed, VerdictError):
+    """Stopped by a verdict: a gate said no."""
+
+
+class DeliveryBroken(DeliveryFailed, InfrastructureError):
+    """Stopped by a fault of the machinery that its retries did not overcome."""
 
 
 #: Names of the Failed-type final states of a run that stopped at the approval gate.
@@ -164,7 +210,7 @@ def delivery(
     """
     logger = run_logger()
     names = list(environments or ["staging", "production"])
-    run_id = str(flow_run.get_id()) if flow_run.get_id() else None
+    run_id = current_run_id()
     if approval_mode == "suspend" and not deployment.id:
         raise ConfigError(
             "approval_mode",
@@ -245,7 +291,7 @@ def delivery(
         summary.outcome = "failed"
         summary.reason = str(exc).splitlines()[0][:300]
         _finish(summary)
-        raise DeliveryFailed(str(exc), summary) from exc
+        raise DeliveryFailed.of(exc, summary) from exc
     if summary.outcome in FINAL_STATE_NAMES:
         _finish(summary)
         # Not Completed: `prefect deployment run --watch` exits 0 only for a release that
@@ -253,7 +299,7 @@ def delivery(
         return Failed(
             name=FINAL_STATE_NAMES[summary.outcome],
             message=summary.reason,
-            data=DeliveryFailed(summary.reason, summary),
+            data=DeliveryStopped(summary.reason, summary),
         )
     if summary.outcome == "running":
         summary.outcome = "delivered"
@@ -333,13 +379,12 @@ def _run_tests(co, release: Release, store: ArtifactStore, count: int, record) -
 @contextmanager
 def _failures_as_events(env: Environment, release: Release):
     """A verdict against the release in an environment becomes a verification-failed event
-    (source: pipeline; the deploy flow has already put traffic back) and a rolled-back one."""
+    (source: pipeline; the deploy flow has already put traffic back and said so)."""
     try:
         yield
     except VerdictError as exc:
         gate_name = getattr(exc, "gate", "verification")
         events.verification_failed(env.name, release, str(exc)[:500], gate=gate_name)
-        events.rolled_back(env.name, release, f"{gate_name}: {str(exc)[:300]}")
         raise
 
 
@@ -385,24 +430,22 @@ def _monitor(env: Environment, release: Release, outcome: DeployOutcome, record)
     if result.breached:
         record.result = "rolled back"
         reason = "; ".join(result.reasons)
-        warm = [i for i in outcome.previous_instances if i.id in _alive_ids(env)]
+        warm = env.running(outcome.previous_instances)
         if warm:
-            restore(env, warm, outcome.new_instances)
-            retire(env, outcome.new_instances)
-            env.ledger().append("rolled-back", release, str(flow_run.get_id()), reason=reason)
-            events.rolled_back(env.name, release, f"bake window: {reason}", to=outcome.previous)
+            revert(
+                env,
+                release,
+                warm,
+                outcome.new_instances,
+                f"bake window: {reason}",
+                to=outcome.previous,
+            )
         else:
             # The previous release was retired already: start it again from its artifact.
             roll_back_environment(env, None, f"bake window: {reason}")
         events.verification_failed(env.name, release, reason, gate="monitor")
         raise GateFailed("monitor", f"bake window in {env.name}: {reason}")
-    env.ledger().append(
-        "baked", release, str(flow_run.get_id()), seconds=round(result.watched_s, 1)
-    )
-
-
-def _alive_ids(env: Environment) -> set[str]:
-    return {i.id for i in env.target.list(env.name) if i.alive}
+    env.ledger().append("baked", release, current_run_id(), seconds=round(result.watched_s, 1))
 
 
 def _deploy_detail(outcome: DeployOutcome) -> str:

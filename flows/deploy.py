@@ -11,19 +11,20 @@ from datetime import UTC, datetime
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from prefect_delivery.blocks.environment import Environment
-from prefect_delivery.blocks.errors import DeliveryError, GateFailed
-from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.errors import GateFailed, InfrastructureError
+from prefect_delivery.blocks.metrics.samples import Samples
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks import strategies
-from prefect_delivery.tasks.deploy import launch, reconcile, replace, restore, retire, shift
-from prefect_delivery.tasks.kill_points import kill_point
-from prefect_delivery.tasks.log import run_logger
-from prefect_delivery.tasks.report import publish_table
-from prefect_delivery.tasks.rollout_analysis import Action, StepAnalysis, analyze_step
+from prefect_delivery.tasks.analysis_run import Action, StepAnalysis, analyze_step
+from prefect_delivery.tasks.deploy import launch, reconcile, replace, shift
+from prefect_delivery.tasks.revert import revert
+from prefect_delivery.tasks.runtime.context import current_run_id
+from prefect_delivery.tasks.runtime.kill_points import kill_point
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.report import fmt_ms, publish_table
 from prefect_delivery.tasks.verify import VerificationResult, measure_baseline, verify
 
 
@@ -51,16 +52,13 @@ class DeployOutcome(BaseModel):
     cutover_at: datetime | None = None
 
 
-class RollbackFailed(DeliveryError):
-    """Rolling back did not succeed; the environment needs a person."""
+class RollbackFailed(InfrastructureError):
+    """Rolling back did not succeed (the router or the target did not do it); the environment
+    needs a person."""
 
 
 def _new_slot(stable_instances: list[Instance]) -> str:
     return "green" if any(i.slot.startswith("blue") for i in stable_instances) else "blue"
-
-
-def _run_id() -> str | None:
-    return str(flow_run.get_id()) if flow_run.get_id() else None
 
 
 @flow(name="deploy", flow_run_name="deploy {release.version} to {environment}")
@@ -80,7 +78,7 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
     )
     if rec.already_live:
         logger.info("%s already serves %s, verified; nothing to deploy", env.name, release.label)
-        running = [i for i in env.target.list(env.name) if i.alive]
+        running = env.running()
         outcome.new_instances = [i for i in running if i.release.digest == release.digest]
         outcome.previous_instances = [i for i in running if i.release.digest != release.digest]
         verified = env.ledger().last("verified", release.digest)
@@ -113,7 +111,9 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
                     started = launch(env, release, slot, count)
                     new_instances += started
                     outcome.new_instances = list(new_instances)
-                    ledger.append("deployed", release, _run_id(), instances=[i.id for i in started])
+                    ledger.append(
+                        "deployed", release, current_run_id(), instances=[i.id for i in started]
+                    )
                     detail = ", ".join(i.url for i in started)
                     kill_point(f"launched-{env.name}")
                 case strategies.Baseline():
@@ -174,7 +174,7 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
     ledger.append(
         "verified",
         release,
-        _run_id(),
+        current_run_id(),
         previous=rec.stable.digest if rec.stable else None,
         verdict=outcome.verification.verdict.line() if outcome.verification else "",
     )
@@ -193,14 +193,12 @@ def _roll_back(
     logger = run_logger()
     logger.error("Deploy of %s to %s failed: %s. Rolling back.", release.label, env.name, cause)
     try:
-        restore(env, stable_instances, new_instances)
-        retire(env, new_instances)
+        revert(env, release, stable_instances, new_instances, str(cause), record_as="failed")
     except Exception as exc:
         raise RollbackFailed(
             f"rolling back {env.name} after '{cause}' failed too: {exc}. Check `delivery "
             f"status`, then run `delivery rollback {env.name}`."
         ) from exc
-    env.ledger().append("failed", release, _run_id(), reason=str(cause)[:500])
 
 
 def _publish_analysis(environment: str, analysis: StepAnalysis) -> None:
@@ -242,7 +240,7 @@ def report_markdown(outcome: DeployOutcome) -> str:
     for analysis in outcome.analyses:
         rows = "\n".join(
             f"| {r.elapsed_s} | {r.new_requests} | {r.new_errors} | {r.new_error_rate:.2%} | "
-            f"{_ms(r.new_p95_ms)} | {_ms(r.stable_p95_ms)} | {_ms(r.p95_limit_ms)} | "
+            f"{fmt_ms(r.new_p95_ms)} | {fmt_ms(r.stable_p95_ms)} | {fmt_ms(r.p95_limit_ms)} | "
             f"{r.outcome} | {r.action} |"
             for r in analysis.intervals
         )
@@ -260,10 +258,6 @@ def report_markdown(outcome: DeployOutcome) -> str:
             f"- {v.verdict.line()}\n"
         )
     return head + body
-
-
-def _ms(value: float | None) -> str:
-    return f"{value:.1f}" if value is not None else "-"
 
 
 def _publish_report(outcome: DeployOutcome) -> None:

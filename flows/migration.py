@@ -22,13 +22,11 @@ import time
 from typing import Literal
 
 from prefect import flow
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.errors import DeliveryError
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.tasks.log import run_logger
 from prefect_delivery.tasks.migrate import (
     Applied,
     AppliedStep,
@@ -42,6 +40,8 @@ from prefect_delivery.tasks.migrate import (
     schema_gate,
     verify_schema,
 )
+from prefect_delivery.tasks.runtime.context import current_run_id
+from prefect_delivery.tasks.runtime.log import run_logger
 
 Status = Literal["no-database", "no-migrations", "up-to-date", "applied"]
 
@@ -73,10 +73,6 @@ class MigrationOutcome(BaseModel):
         if self.status == "up-to-date":
             return f"schema already at {self.to_revision or 'base'}"
         return self.status
-
-
-def _run_id() -> str | None:
-    return str(flow_run.get_id()) if flow_run.get_id() else None
 
 
 @flow(name="migrate", flow_run_name="migrate {release.version} in {environment}")
@@ -114,7 +110,7 @@ def migrate(environment: str, release: Release) -> MigrationOutcome:
             release,
             plan,
             "failed" if applying else "refused",
-            _run_id(),
+            current_run_id(),
             rehearsal=rehearsal,
             gate=gate,
             failure=str(exc),
@@ -126,7 +122,7 @@ def migrate(environment: str, release: Release) -> MigrationOutcome:
     outcome.rehearsal = rehearsal
     outcome.gate = gate
     outcome.seconds = time.perf_counter() - started
-    record_migration(env, release, plan, "applied", _run_id(), applied, rehearsal, gate)
+    record_migration(env, release, plan, "applied", current_run_id(), applied, rehearsal, gate)
     logger.info(
         "%s: database %s migrated %s -> %s (%s) in %.1fs; deploying the code next",
         env.name,

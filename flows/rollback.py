@@ -13,17 +13,17 @@ from __future__ import annotations
 import time
 
 from prefect import flow
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.errors import ConfigError, GateFailed
 from prefect_delivery.blocks.release import Instance, Release
-from prefect_delivery.tasks import events
-from prefect_delivery.tasks.deploy import launch, restore, retire
-from prefect_delivery.tasks.lock import environment_lock
-from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.deploy import launch, restore
 from prefect_delivery.tasks.migrate import rollback_gate
+from prefect_delivery.tasks.revert import revert
+from prefect_delivery.tasks.runtime.context import current_run_id
+from prefect_delivery.tasks.runtime.lock import environment_lock
+from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.verify import VerificationResult, verify
 
 
@@ -66,8 +66,7 @@ def rollback(environment: str, to: str | None = None, reason: str = "requested")
     """Return ``environment`` to its previous verified release (or the one ``to`` names)."""
     started = time.perf_counter()
     env = Environment.load(environment)
-    run_id = str(flow_run.get_id()) if flow_run.get_id() else None
-    with environment_lock(env.name, env.state_dir, run_id or "local"):
+    with environment_lock(env.name, env.state_dir, current_run_id() or "local"):
         return roll_back_environment(env, to, reason, started)
 
 
@@ -127,13 +126,9 @@ def roll_back_environment(
             "rollback verification",
             f"{target.label} did not verify in {env.name}: {'; '.join(result.reasons())}",
         )
-    run_id = str(flow_run.get_id()) if flow_run.get_id() else None
-    if current is not None:
-        env.ledger().append("rolled-back", current, run_id, reason=reason, to=target.digest)
-    env.ledger().append("verified", target, run_id, reason=f"rollback: {reason}")
-    events.rolled_back(env.name, current, reason, to=target)
-    retire(env, current_instances)
-    outcome.retired = [i.id for i in current_instances]
+    reverted = revert(env, current, warm, current_instances, reason, to=target)
+    env.ledger().append("verified", target, current_run_id(), reason=f"rollback: {reason}")
+    outcome.retired = reverted.retired
     outcome.seconds = time.perf_counter() - started
     logger.warning(
         "%s rolled back from %s to %s (%s) in %.1fms traffic switch",

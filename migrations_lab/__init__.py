@@ -24,7 +24,12 @@ from prefect_delivery.migrations_lab.apply import (
     pending_revisions,
 )
 from prefect_delivery.migrations_lab.backfill import BackfillResult, batched_backfill
-from prefect_delivery.migrations_lab.compat import CompatConfig, CompatResult, SuiteResult, run_suite
+from prefect_delivery.migrations_lab.compat import (
+    CompatConfig,
+    CompatResult,
+    SuiteResult,
+    run_suite,
+)
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, apply_timeouts
 from prefect_delivery.migrations_lab.errors import (
     DatabaseUnavailable,

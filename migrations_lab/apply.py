@@ -29,7 +29,12 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect, make_engine
-from prefect_delivery.migrations_lab.errors import LabConfigError, LabError, MigrationFailed, VersionMismatch
+from prefect_delivery.migrations_lab.errors import (
+    LabConfigError,
+    LabError,
+    MigrationFailed,
+    VersionMismatch,
+)
 from prefect_delivery.migrations_lab.findings import short
 from prefect_delivery.migrations_lab.project import AlembicProject, host_logging_kept
 from prefect_delivery.migrations_lab.urls import UrlLike, mask, scrub

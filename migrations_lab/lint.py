@@ -33,7 +33,12 @@ from prefect_delivery.migrations_lab.findings import Finding, short
 from prefect_delivery.migrations_lab.offline import render_upgrade
 from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, covers
 from prefect_delivery.migrations_lab.project import AlembicProject
-from prefect_delivery.migrations_lab.sqltext import mask_literals, split_statements, split_top_level, unquote
+from prefect_delivery.migrations_lab.sqltext import (
+    mask_literals,
+    split_statements,
+    split_top_level,
+    unquote,
+)
 
 
 class Rule(BaseModel):

@@ -39,7 +39,11 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.engine import URL
 
-from prefect_delivery.migrations_lab.errors import LabConfigError, PostgresNotFound, PostgresStartError
+from prefect_delivery.migrations_lab.errors import (
+    LabConfigError,
+    PostgresNotFound,
+    PostgresStartError,
+)
 from prefect_delivery.migrations_lab.urls import mask
 
 SUPERUSER = "lab"

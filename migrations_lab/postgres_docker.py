@@ -22,7 +22,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from prefect_delivery.migrations_lab.errors import LabConfigError, PostgresStartError
-from prefect_delivery.migrations_lab.postgres import FAST_SETTINGS, SUPERUSER, PostgresCluster, free_port
+from prefect_delivery.migrations_lab.postgres import (
+    FAST_SETTINGS,
+    SUPERUSER,
+    PostgresCluster,
+    free_port,
+)
 
 LABEL = "migrations_lab"
 #: Environment variable naming the default image; unset or empty: :data:`DEFAULT_IMAGE`.

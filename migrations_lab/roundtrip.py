@@ -30,7 +30,13 @@ from prefect_delivery.migrations_lab.findings import Finding
 from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, targets
 from prefect_delivery.migrations_lab.project import AlembicProject
 from prefect_delivery.migrations_lab.seed import SeedHook, default_seed
-from prefect_delivery.migrations_lab.snapshot import Difference, Snapshot, diff_data, diff_schema, take
+from prefect_delivery.migrations_lab.snapshot import (
+    Difference,
+    Snapshot,
+    diff_data,
+    diff_schema,
+    take,
+)
 from prefect_delivery.migrations_lab.urls import UrlLike
 
 Status = Literal["passed", "failed", "skipped"]

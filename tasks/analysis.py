@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.metrics.samples import Samples
 from prefect_delivery.blocks.settings import VerificationSettings
 
 

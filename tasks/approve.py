@@ -19,7 +19,6 @@ artifact (``approval-<env>``) and as a ``delivery.release.approval-decided`` eve
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,11 +27,11 @@ from uuid import UUID
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from prefect_delivery.blocks.errors import ConfigError, DeliveryError
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.tasks import events
 from prefect_delivery.tasks.analysis import Verdict
-from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.runtime import events
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.report import fmt_ms
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
 KEY_PREFIX = "approve-"
@@ -146,10 +145,6 @@ def auto_decision(environment: str, release: Release, by: str) -> ApprovalDecisi
 
 
 # ---------------------------------------------------------------------------- description
-def _ms(value: float | None) -> str:
-    return f"{value:.1f} ms" if value is not None else "n/a"
-
-
 def evidence_table(evidence: UpstreamEvidence) -> str:
     v = evidence.verdict
     head = f"### {evidence.environment} verification ({evidence.url})\n\n_{evidence.how}_\n\n"
@@ -158,20 +153,24 @@ def evidence_table(evidence: UpstreamEvidence) -> str:
         return head + f"Recorded verdict: `{line}`\n"
     if v.baseline_p95_ms is not None:
         slack = (
-            f" (baseline {_ms(v.baseline_p95_ms)} +{evidence.latency_tolerance:.0%} "
-            f"+{evidence.latency_slack_ms:.0f} ms)"
+            f" (baseline {fmt_ms(v.baseline_p95_ms, ' ms', 'n/a')} "
+            f"+{evidence.latency_tolerance:.0%} +{evidence.latency_slack_ms:.0f} ms)"
             if evidence.latency_tolerance is not None and evidence.latency_slack_ms is not None
-            else f" (baseline {_ms(v.baseline_p95_ms)})"
+            else f" (baseline {fmt_ms(v.baseline_p95_ms, ' ms', 'n/a')})"
         )
-        p95_limit = f"<= {_ms(v.p95_limit_ms)}{slack}"
+        p95_limit = f"<= {fmt_ms(v.p95_limit_ms, ' ms', 'n/a')}{slack}"
     else:
         p95_limit = "no baseline (first release there)"
     rows = [
         ("verdict", f"**{v.outcome.value}**", ""),
         ("requests", f"{v.requests} ({v.errors} errors)", ""),
         ("error rate", f"{v.error_rate:.2%}", f"<= {v.max_error_rate:.2%}"),
-        ("p95 latency", _ms(v.p95_ms), p95_limit),
-        ("baseline p95", _ms(v.baseline_p95_ms), "measured on the previous release"),
+        ("p95 latency", fmt_ms(v.p95_ms, " ms", "n/a"), p95_limit),
+        (
+            "baseline p95",
+            fmt_ms(v.baseline_p95_ms, " ms", "n/a"),
+            "measured on the previous release",
+        ),
     ]
     table = "| measure | value | limit |\n|---|---|---|\n" + "\n".join(
         f"| {a} | {b} | {c} |" for a, b, c in rows
@@ -393,99 +392,3 @@ def record_decision(env: Any, decision: ApprovalDecision, flow_run_id: str | Non
         decision.approver,
         decision.reason,
     )
-
-
-# ---------------------------------------------------------------------------- answering
-class AnswerResult(BaseModel):
-    flow_run_id: str
-    flow_run_name: str
-    environment: str
-    approved: bool
-    state: str
-
-
-def _not_an_approval(run_id: str, name: str, what: str) -> ConfigError:
-    return ConfigError(
-        f"flow run {run_id} ({name})",
-        f"is paused for something else ({what}), not for a delivery approval.",
-        "resume it in the Prefect UI; `delivery approve` only answers approval gates.",
-    )
-
-
-def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> AnswerResult:
-    """Resume a run paused at an approval gate with an ``Approval`` answer.
-
-    The Prefect UI does the same: read the run's pause (its input keyset), then POST the
-    answer as ``run_input`` to ``/flow_runs/<id>/resume``, where the server validates it
-    against the schema the run saved and stores it for the run to load.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.responses import SetStateStatus
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        flow_run_id = UUID(str(run_id).strip())
-    except ValueError:
-        raise ConfigError(
-            "RUN_ID", f"{run_id!r} is not a flow run id (a UUID).", "copy it from the UI."
-        ) from None
-    if not approver.strip():
-        raise ConfigError("--approver", "is empty.", "say who decides (a name or handle).")
-    if not reason.strip():
-        raise ConfigError("--reason", "is empty.", "say why; it is recorded with the release.")
-
-    with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(flow_run_id)
-        except ObjectNotFound:
-            raise ConfigError(
-                f"flow run {flow_run_id}",
-                f"does not exist on this Prefect API ({client.api_url}).",
-                "check the id and PREFECT_API_URL (`prefect flow-run ls --state PAUSED`).",
-            ) from None
-        state = run.state
-        if state is None or not state.is_paused():
-            name = state.name if state else "no state"
-            hint = (
-                "its process died while it waited; start a new delivery."
-                if state is not None and state.is_crashed()
-                else "only a run waiting at an approval gate (Paused or Suspended) can be answered."
-            )
-            raise ConfigError(
-                f"flow run {flow_run_id} ({run.name})",
-                f"is not waiting for approval: its state is {name}.",
-                hint,
-            )
-        key = state.state_details.pause_key
-        keyset = state.state_details.run_input_keyset
-        environment = environment_of_key(key)
-        if environment is None or not keyset:
-            raise _not_an_approval(str(flow_run_id), run.name, f"pause key {key!r}")
-        try:
-            schema = json.loads(client.read_flow_run_input(flow_run_id, keyset["schema"]))
-        except (ObjectNotFound, ValueError, TypeError):
-            schema = {}
-        if isinstance(schema, str):  # stored as a JSON document inside a JSON string
-            schema = json.loads(schema)
-        if not {"approved", "approver", "reason"} <= set(schema.get("properties", {})):
-            raise _not_an_approval(str(flow_run_id), run.name, "its form is not an Approval")
-
-        result = client.resume_flow_run(
-            flow_run_id,
-            run_input={"approved": approved, "approver": approver, "reason": reason},
-        )
-    if result.status == SetStateStatus.ACCEPT:
-        return AnswerResult(
-            flow_run_id=str(flow_run_id),
-            flow_run_name=run.name,
-            environment=environment,
-            approved=approved,
-            state=result.state.name if result.state else "",
-        )
-    detail = getattr(result.details, "reason", "") or ""
-    if result.state is not None and result.state.is_failed():
-        raise DeliveryError(
-            f"flow run {flow_run_id} ({run.name}) can no longer be answered: its approval "
-            f"window closed (timed out). {detail}".strip()
-        )
-    raise DeliveryError(f"the server did not resume flow run {flow_run_id}: {detail}")

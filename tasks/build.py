@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from prefect_delivery.blocks.artifacts import ArtifactStore
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.tasks.log import run_logger
 from prefect_delivery.tasks.manifest import ServiceManifest, load_manifest
-from prefect_delivery.tasks.retry import INFRA_RETRIES
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.source import SourceRef, commit_time, export_tree
 
 

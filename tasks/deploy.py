@@ -15,102 +15,16 @@ from prefect import task
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.environment import Environment
-from prefect_delivery.blocks.errors import GateFailed, InfrastructureError
-from prefect_delivery.blocks.live import LiveState
-from prefect_delivery.blocks.probe import smoke
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.metrics.probe import smoke
 from prefect_delivery.blocks.release import Instance, Release
-from prefect_delivery.tasks.log import run_logger
-from prefect_delivery.tasks.retry import INFRA_RETRIES
+from prefect_delivery.tasks.reconcile import decide_reconcile
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.strategies import validate_split, weights_for_share
 
 
 # ---------------------------------------------------------------------------- reconcile
-class ReconcilePlan(BaseModel):
-    """What reconciliation decided (pure): who is stable, which weights to restore, what to stop."""
-
-    stable_digest: str | None
-    already_live: bool
-    weights: dict[str, int]  # address -> weight to apply (empty when nothing to change)
-    stop: list[str]  # instance ids to retire
-    notes: list[str]
-
-
-def decide_reconcile(
-    live: LiveState, new_digest: str, verified: list[str], keep_warm: bool = False
-) -> ReconcilePlan:
-    """Decide from the live state alone how to start a deploy of ``new_digest``.
-
-    ``verified`` lists the digests the ledger says passed verification here, newest first.
-    The stable release is the one (other than the new one) with the most traffic; failing that,
-    the newest verified release still running. Half-deployed instances of the new release are
-    taken out of traffic and retired, so the deploy starts from a clean, verified state.
-    ``keep_warm`` keeps the newest verified release other than the stable one running (the
-    rollback flow needs it; a deploy does not).
-    """
-    notes: list[str] = []
-    shares = live.shares()
-    alive = [li for li in live.instances if li.instance.alive]
-    dead = [li for li in live.instances if not li.instance.alive]
-    stop = [li.instance.id for li in dead]
-    for li in dead:
-        notes.append(f"instance {li.instance.id} is gone (exited); forgetting it")
-
-    new_share = shares.get(new_digest, 0.0)
-    if new_share >= 99.999 and verified and verified[0] == new_digest:
-        stray = [
-            li.instance.id
-            for li in alive
-            if li.instance.release.digest != new_digest and li.weight == 0 and not keep_warm
-        ]
-        return ReconcilePlan(
-            stable_digest=new_digest,
-            already_live=True,
-            weights={},
-            stop=stop,
-            notes=notes
-            + [f"release {new_digest[:19]} is already live and verified here"]
-            + ([f"{len(stray)} idle instance(s) kept warm"] if stray else []),
-        )
-
-    others = {d: s for d, s in shares.items() if d != new_digest}
-    stable: str | None = max(others, key=lambda d: others[d]) if others else None
-    if stable is None:
-        running = {li.instance.release.digest for li in alive}
-        stable = next((d for d in verified if d in running and d != new_digest), None)
-        if stable:
-            notes.append(f"nothing but the new release had traffic; restoring {stable[:19]}")
-    if new_share:
-        notes.append(
-            f"new release already had {new_share:.0f}% of traffic (an interrupted run); "
-            "taking it back before starting over"
-        )
-
-    weights: dict[str, int] = {}
-    if stable is not None:
-        stable_alive = [li for li in alive if li.instance.release.digest == stable]
-        target = weights_for_share(100, len(stable_alive))
-        for li, weight in zip(stable_alive, target, strict=True):
-            if li.slot is not None and li.weight != weight:
-                weights[li.instance.address] = weight
-        for li in alive:
-            if li.instance.release.digest != stable and li.slot is not None and li.weight:
-                weights[li.instance.address] = 0
-    warm = None
-    if keep_warm:
-        warm = next((d for d in verified if d != stable), None)
-    for li in alive:
-        digest = li.instance.release.digest
-        if digest == stable or digest == warm:
-            continue
-        if stable is None and li.weight and digest != new_digest:
-            continue  # never cut the only traffic there is
-        stop.append(li.instance.id)
-        notes.append(f"retiring {li.instance.id} ({li.instance.release.version}), not stable")
-    return ReconcilePlan(
-        stable_digest=stable, already_live=False, weights=weights, stop=stop, notes=notes
-    )
-
-
 class Reconciled(BaseModel):
     stable: Release | None
     stable_instances: list[Instance]
@@ -170,8 +84,7 @@ def wait_healthy(env: Environment, instance: Instance, release: Release) -> None
     url = instance.url + release.run.health_path
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
-            current = next((i for i in env.target.list(env.name) if i.id == instance.id), None)
-            if current is None or not current.alive:
+            if not env.running([instance]):
                 log = env.target.logs(instance)
                 if "address already in use" in log.lower():
                     raise InfrastructureError(f"port {instance.port} was taken: {log[-300:]}")
@@ -305,8 +218,7 @@ def restore(
     env: Environment, stable_instances: list[Instance], new_instances: list[Instance]
 ) -> TrafficChange:
     """Roll back: all traffic to the stable release's instances in one weight change."""
-    alive = {i.id for i in env.target.list(env.name) if i.alive}
-    stable = [i for i in stable_instances if i.id in alive]
+    stable = env.running(stable_instances)
     if stable_instances and not stable:
         raise InfrastructureError(
             f"no instance of the stable release is alive in {env.name}; cannot roll back by "
@@ -356,3 +268,33 @@ def retire_previous(env: Environment, previous: list[Instance], cutover_at: date
         )
         return 0
     return retire.fn(env, previous)
+
+
+def retire_release(env: Environment, ref: str, reason: str) -> tuple[Release, int]:
+    """Stop every instance of the release ``ref`` (a commit, a prefix of one, or a digest)
+    that runs in ``env`` without taking traffic (kept warm for a rollback); returns it and
+    how many instances stopped. A release that takes traffic is refused: use a rollback."""
+    live = env.observe()
+    chosen = [
+        li
+        for li in live.instances
+        if li.instance.release.commit.startswith(ref)
+        or li.instance.release.digest in (ref, f"sha256:{ref}")
+    ]
+    if not chosen:
+        raise ConfigError(
+            f"retire {env.name} {ref}",
+            "no instance of such a release runs there.",
+            "pick a commit or digest from `delivery status`.",
+        )
+    serving = [li.instance.id for li in chosen if li.weight > 0]
+    if serving:
+        raise ConfigError(
+            f"retire {env.name} {ref}",
+            f"{', '.join(serving)} take(s) traffic; only a release kept warm can be retired.",
+            f"deliver another release or `delivery rollback {env.name}` first.",
+        )
+    release = chosen[0].instance.release
+    count = retire.fn(env, [li.instance for li in chosen])
+    env.ledger().append("retired", release, None, reason=reason)
+    return release, count

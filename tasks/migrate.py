@@ -5,14 +5,8 @@ The migrations a release carries are the Alembic project inside its artifact (th
 ``alembic.ini`` in the unpacked wheel; an image release's wheel is ``Artifact.wheel_uri``), so
 the pipeline rehearses and applies exactly what the release ships.
 
-Schema-aware gates (pure decisions, with unit tests):
-
-- contract gate: a contract is not applied while the environment still serves, or keeps warm
-  for a rollback, a release that *uses* what the contract drops. A release uses a dropped item
-  when its own migrations end before the migrate revision whose ``replaces`` covers the item
-  (its code was written before the code moved off it).
-- rollback gate: once a contract is applied, the environment does not roll back to a release
-  that uses what it dropped; the refusal names the furthest-back release it may return to.
+The schema gates (contract gate, rollback gate) are decided by the pure functions of
+tasks/schema_gates.py; the tasks here read what they need and act on the decisions.
 
 Verdicts (a failed rehearsal, a gate, a revision that fails on the real database) are
 ``GateFailed`` and never retried; a database that does not answer is an
@@ -30,59 +24,29 @@ from typing import Literal
 from prefect import task
 from pydantic import BaseModel, Field
 
+from prefect_delivery.blocks.artifacts import checked_wheel, unpack_wheel
 from prefect_delivery.blocks.environment import Environment
-from prefect_delivery.blocks.errors import ConfigError, DeliveryError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.errors import (
+    ConfigError,
+    DeliveryError,
+    GateFailed,
+    InfrastructureError,
+)
 from prefect_delivery.blocks.paths import atomic_write_json
 from prefect_delivery.blocks.release import Release
 from prefect_delivery.blocks.secrets import mask
-from prefect_delivery.blocks.wheel import sha256_file, unpack_wheel
-from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, covers
-from prefect_delivery.tasks.log import run_logger
-from prefect_delivery.tasks.retry import INFRA_RETRIES
-
-
-# ---------------------------------------------------------------------------- a release's schema
-class ReleaseSchema(BaseModel):
-    """The Alembic project a release carries, as its artifact holds it."""
-
-    label: str
-    digest: str
-    project: str | None = None  # alembic.ini in the unpacked artifact; None: no migrations
-    plan: PhasePlan | None = None
-
-    @property
-    def revisions(self) -> list[RevisionInfo]:
-        return self.plan.revisions if self.plan else []
-
-    @property
-    def order(self) -> list[str]:
-        return [r.revision for r in self.revisions]
-
-    @property
-    def head(self) -> str | None:
-        """The last revision when the history is one line (None: no revisions)."""
-        if not self.plan or not self.plan.revisions:
-            return None
-        return self.plan.heads[0] if len(self.plan.heads) == 1 else self.order[-1]
-
-
-def artifact_wheel(release: Release) -> Path:
-    """The wheel a release's migrations are read from (an image release: the wheel it installs)."""
-    uri = release.artifact.uri if release.artifact.kind == "wheel" else release.artifact.wheel_uri
-    if not uri:
-        raise ConfigError(
-            f"release {release.label}",
-            "records no wheel, so its migrations cannot be read.",
-            "rebuild the release (the container path keeps the wheel it installs).",
-        )
-    wheel = Path(uri)
-    if not wheel.is_file():
-        raise ConfigError(
-            f"release {release.label}",
-            f"its artifact {wheel} is missing, so its migrations cannot be read.",
-            "deliver its commit again so it is rebuilt, or restore the artifact store.",
-        )
-    return wheel
+from prefect_delivery.migrations_lab.phases import PhasePlan
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
+from prefect_delivery.tasks.schema_gates import (
+    ReleaseSchema,
+    contract_blockers,
+    describe_phase,
+    pending_from,
+    plan_findings,
+    rehearsal_problems,
+    rollback_blockers,
+)
 
 
 def unpacked(release: Release, state_dir: str) -> Path:
@@ -90,14 +54,7 @@ def unpacked(release: Release, state_dir: str) -> Path:
     dest = Path(state_dir) / "schemas" / release.digest.split(":", 1)[-1][:40]
     if (dest / ".complete").exists():
         return dest
-    wheel = artifact_wheel(release)
-    if release.artifact.kind == "wheel" and sha256_file(wheel) != release.digest:
-        raise GateFailed(
-            "artifact",
-            f"{wheel.name} does not have the digest {release.digest} release {release.label} "
-            "was built with; refusing to read migrations from a different artifact.",
-        )
-    return unpack_wheel(wheel, dest)
+    return unpack_wheel(checked_wheel(release), dest)
 
 
 def read_schema(release: Release, state_dir: str) -> ReleaseSchema:
@@ -121,135 +78,6 @@ def read_schema(release: Release, state_dir: str) -> ReleaseSchema:
     return schema
 
 
-# ---------------------------------------------------------------------------- decisions (pure)
-class Usage(BaseModel):
-    """Whether a release's code still uses an item a contract drops, and why."""
-
-    uses: bool
-    reason: str
-    mover: str | None = None  # the migrate revision that moved the code off the item
-
-
-def uses_dropped(other: ReleaseSchema, item: str, plan: PhasePlan) -> Usage:
-    """Does the release ``other`` use ``item``, given the history ``plan`` of the release that
-    drops it? It does when its own migrations end before the migrate revision that moved
-    the code off the item (so its code was written against the item)."""
-    order = [r.revision for r in plan.revisions]
-    movers = [
-        r
-        for r in plan.revisions
-        if r.phase == "migrate" and any(covers(k, item) for k in r.replaces)
-    ]
-    if other.project is None:
-        return Usage(uses=False, reason="it carries no migrations (it uses no schema of ours)")
-    if not movers:
-        return Usage(
-            uses=True,
-            reason=f"no migrate revision declares that the code moved off {item} "
-            f"(`replaces`), so nothing proves it is unused",
-        )
-    mover = movers[0].revision
-    head = other.head
-    if head is None:
-        return Usage(uses=False, mover=mover, reason="its migrations hold no revision")
-    if head not in order:
-        return Usage(
-            uses=True,
-            mover=mover,
-            reason=f"its migrations end at {head}, a revision this history does not contain "
-            "(it cannot be placed before or after the migrate)",
-        )
-    if order.index(head) < order.index(mover):
-        return Usage(
-            uses=True,
-            mover=mover,
-            reason=f"its migrations end at {head}, before migrate {mover} moved the code off "
-            f"{item}",
-        )
-    return Usage(
-        uses=False, mover=mover, reason=f"its migrations reach {head} (migrate {mover} included)"
-    )
-
-
-class Blocker(BaseModel):
-    """One release that stops a contract (or a rollback)."""
-
-    contract: str
-    item: str
-    release: str  # label
-    role: str  # "serves", "keeps warm for rollback", "is the rollback target"
-    reason: str
-
-
-def contract_blockers(
-    plan: PhasePlan,
-    pending: list[str],
-    running: list[tuple[ReleaseSchema, str]],
-) -> list[Blocker]:
-    """Releases (with their role here) that use what a pending contract drops."""
-    contracts = [r for r in plan.revisions if r.revision in pending and r.phase == "contract"]
-    blockers: list[Blocker] = []
-    for contract in contracts:
-        for item in contract.drops:
-            for other, role in running:
-                usage = uses_dropped(other, item, plan)
-                if usage.uses:
-                    blockers.append(
-                        Blocker(
-                            contract=contract.revision,
-                            item=item,
-                            release=other.label,
-                            role=role,
-                            reason=usage.reason,
-                        )
-                    )
-    return blockers
-
-
-def applied_contracts(plan: PhasePlan, at_revision: str | None) -> list[RevisionInfo]:
-    """Contract revisions at or before the revision a database is at."""
-    if at_revision is None:
-        return []
-    order = [r.revision for r in plan.revisions]
-    if at_revision not in order:
-        return []
-    return [r for r in plan.revisions[: order.index(at_revision) + 1] if r.phase == "contract"]
-
-
-def rollback_blockers(
-    plan: PhasePlan, at_revision: str | None, target: ReleaseSchema
-) -> list[Blocker]:
-    """Why the database at ``at_revision`` cannot serve ``target`` (empty: it can)."""
-    blockers = []
-    for contract in applied_contracts(plan, at_revision):
-        for item in contract.drops:
-            usage = uses_dropped(target, item, plan)
-            if usage.uses:
-                blockers.append(
-                    Blocker(
-                        contract=contract.revision,
-                        item=item,
-                        release=target.label,
-                        role="is the rollback target",
-                        reason=usage.reason,
-                    )
-                )
-    return blockers
-
-
-def describe_phase(plan: PhasePlan, pending: list[str]) -> str | None:
-    """``"expand (0002)"``, ``"contract (0004: drops people.name)"``; None: nothing pending."""
-    if not pending:
-        return None
-    infos = [plan.get(rev) for rev in pending]
-    phases = list(dict.fromkeys(i.phase or "no phase" for i in infos))
-    drops = [d for i in infos for d in i.drops]
-    text = " + ".join(phases) + f" ({', '.join(pending)}"
-    if drops:
-        text += f": drops {', '.join(drops)}"
-    return text + ")"
-
-
 # ---------------------------------------------------------------------------- plan
 class MigrationPlan(BaseModel):
     """What applying a release's migrations to one environment's database would do."""
@@ -271,29 +99,6 @@ class MigrationPlan(BaseModel):
         return describe_phase(self.migrations.plan, self.pending)
 
 
-def _plan_findings(plan: PhasePlan) -> str:
-    return "; ".join(
-        f"{f.message} Fix: {f.fix}" if f.fix else f.message for f in plan.findings if f.failing
-    )
-
-
-def pending_from(schema: ReleaseSchema, current: str | None, environment: str) -> list[str]:
-    """Revisions after ``current`` up to the release's head (pure)."""
-    order = schema.order
-    if current is None:
-        return order
-    if current not in order:
-        raise ConfigError(
-            f"database of {environment}",
-            f"is at revision {current}, which the migrations of {schema.label} do not contain "
-            f"(they end at {schema.head or 'nothing'}): the schema is ahead of this release.",
-            f"deliver a release whose migrations include {current}; to go back to an older "
-            f"release use `delivery rollback {environment} --to <commit>`, which checks the "
-            "schema",
-        )
-    return order[order.index(current) + 1 :]
-
-
 @task(name="plan-migration", **INFRA_RETRIES)
 def plan_migration(env: Environment, release: Release) -> MigrationPlan:
     """Read the release's migrations from its artifact and the database's revision."""
@@ -310,7 +115,7 @@ def plan_migration(env: Environment, release: Release) -> MigrationPlan:
         raise GateFailed(
             "migration plan",
             f"the migrations of {release.label} are not one line of history: "
-            f"{_plan_findings(schema.plan)}",
+            f"{plan_findings(schema.plan)}",
         )
     result.current = env.database.current_revision(env.name)
     result.pending = pending_from(schema, result.current, env.name)
@@ -350,36 +155,6 @@ def _rehearsal_record(state_dir: str, digest: str, current: str | None) -> Path:
     return (
         Path(state_dir) / "rehearsals" / f"{digest.split(':', 1)[-1][:40]}-{current or 'base'}.json"
     )
-
-
-def rehearsal_problems(report, pending: list[str]) -> list[str]:  # report: LabReport
-    """What stops the pending revisions, from a lab report (pure)."""
-    problems = [
-        f"[{f.check} {f.rule}] {f.message}" + (f" Fix: {f.fix}" if f.fix else "")
-        for f in report.findings
-        if f.failing
-    ]
-    for rev in report.revisions:
-        if rev.revision not in pending:
-            continue
-        for f in rev.findings:
-            if f.failing:
-                # the lab's own (ephemeral) database, not the environment's
-                message = f.message.replace("The database is at", "The lab's database is at")
-                text = f"[{f.check} {f.rule}] {message}"
-                if f.revision is not None and f.revision not in f.message:
-                    text += f" (revision {f.revision})"
-                problems.append(text + (f" Fix: {f.fix}" if f.fix else ""))
-        rt = rev.roundtrip
-        if rt is None or rt.status == "skipped":
-            problems.append(
-                f"revision {rev.revision} ({rev.path}) was not rehearsed"
-                + (f": {'; '.join(rt.notes)}" if rt and rt.notes else "")
-            )
-    for note in report.notes:
-        if "skipped" in note:
-            problems.append(note)
-    return problems
 
 
 @task(name="rehearse-migrations", **INFRA_RETRIES)
@@ -522,7 +297,11 @@ def apply_migrations(env: Environment, plan: MigrationPlan) -> Applied:
     A revision that fails is rolled back by PostgreSQL: the database stays at the revision
     before it (verified by the lab), the live release keeps serving on it."""
     from prefect_delivery.migrations_lab import apply_pending
-    from prefect_delivery.migrations_lab.errors import DatabaseUnavailable, LabConfigError, MigrationFailed
+    from prefect_delivery.migrations_lab.errors import (
+        DatabaseUnavailable,
+        LabConfigError,
+        MigrationFailed,
+    )
 
     logger = run_logger()
     db = env.database

@@ -1,26 +1,24 @@
 """Monitor stage: the bake window after a production deploy.
 
-For ``bake_s`` seconds the environment is probed through its frontend and its new instances are
-watched; the cumulative samples are judged against the baseline at every interval. A breach
-(an instance that died, a Failed verdict) ends the bake early with the reasons, and the flow
-rolls back by a weight change to the previous release, which stayed warm the whole time.
+For ``bake_s`` seconds an analysis run (the ``bake`` policy of tasks/analysis_run.py) measures
+the new release's instances through the environment's metric sources (probes, the router's
+counters, Prometheus) and judges the cumulative samples against the baseline at every interval.
+A breach (an instance that died, a Failed verdict) ends the bake early with the reasons, and
+the flow rolls back by a weight change to the previous release, which stayed warm the whole
+time.
 """
 
 from __future__ import annotations
-
-import time
 
 from prefect import task
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.metrics import Samples
-from prefect_delivery.blocks.probe import probe
 from prefect_delivery.blocks.release import Instance, Release
-from prefect_delivery.tasks.analysis import Outcome, Verdict, analyze
-from prefect_delivery.tasks.kill_points import kill_point
-from prefect_delivery.tasks.log import run_logger
-from prefect_delivery.tasks.verify import api_paths
+from prefect_delivery.tasks.analysis import Verdict
+from prefect_delivery.tasks.analysis_run import Action, AnalysisRun, Policy, run_analysis
+from prefect_delivery.tasks.runtime.log import run_logger
 
 
 class BakeResult(BaseModel):
@@ -33,6 +31,7 @@ class BakeResult(BaseModel):
     verdict: Verdict | None
     breached: bool
     reasons: list[str]
+    analysis: AnalysisRun | None = None
 
 
 @task(name="bake")
@@ -44,54 +43,30 @@ def bake(
     duration_s: float,
     interval_s: float = 5.0,
 ) -> BakeResult:
-    logger = run_logger()
-    started = time.monotonic()
-    deadline = started + duration_s
-    total: Samples | None = None
-    verdict: Verdict | None = None
-    intervals = 0
-    reasons: list[str] = []
-    ids = {i.id for i in instances}
-    while time.monotonic() < deadline:
-        window = min(interval_s, max(0.1, deadline - time.monotonic()))
-        batch = probe(
-            env.url,
-            api_paths(release),
-            duration_s=window,
-            concurrency=2,
-            timeout_s=env.verification.timeout_s,
-            source=f"bake probe via {env.url}",
+    policy = Policy(
+        kind="bake",
+        window_s=duration_s,
+        interval_s=interval_s,
+        baseline=baseline,
+        kill_point="bake",
+        tolerate_source_errors=True,
+    )
+    run = run_analysis(env, release, instances, [], policy, f"bake {env.name}")
+    breached = run.action is Action.ROLLBACK
+    reasons = list(run.verdict.reasons) if breached else []
+    if breached:
+        run_logger().error(
+            "Bake of %s in %s breached: %s", release.label, env.name, "; ".join(reasons)
         )
-        total = batch if total is None else total.merged(batch)
-        intervals += 1
-        running = {i.id for i in env.target.list(env.name) if i.alive}
-        gone = sorted(ids - running)
-        if gone:
-            reasons.append(f"instance(s) {gone} of {release.label} stopped running")
-        verdict = analyze(total, env.verification, baseline)
-        if verdict.outcome is Outcome.FAILED:
-            reasons += verdict.reasons
-        if reasons:
-            break
-        kill_point(f"bake-{env.name}")
-        logger.info(
-            "Bake %s %.0f/%.0fs: %s",
-            env.name,
-            time.monotonic() - started,
-            duration_s,
-            verdict.line(),
-        )
-    watched = time.monotonic() - started
-    if reasons:
-        logger.error("Bake of %s in %s breached: %s", release.label, env.name, "; ".join(reasons))
     return BakeResult(
         environment=env.name,
         release=release,
         planned_s=duration_s,
-        watched_s=watched,
-        intervals=intervals,
-        samples=total,
-        verdict=verdict,
-        breached=bool(reasons),
+        watched_s=run.seconds,
+        intervals=len(run.intervals),
+        samples=run.new_samples,
+        verdict=run.verdict,
+        breached=breached,
         reasons=reasons,
+        analysis=run,
     )

@@ -1,6 +1,6 @@
 """Strategies: blue-green, canary and rolling, each a plan of steps (pure data, no I/O).
 
-The deploy flow executes a plan step by step through tasks; a strategy never touches HAProxy or
+The deploy flow executes a plan step by step through tasks; a strategy never touches the router or
 a target itself. Every plan keeps the stable release serving until the new one has proven
 itself, and every step can be undone by a weight change.
 """
@@ -132,7 +132,7 @@ def describe(step: Step) -> str:
 
 
 def weights_for_share(percent: int, instances: int, scale: int = 2) -> list[int]:
-    """Integer HAProxy weights for ``instances`` servers sharing ``percent`` of traffic."""
+    """Integer router weights for ``instances`` servers sharing ``percent`` of traffic."""
     if instances == 0:
         return []
     if percent <= 0:

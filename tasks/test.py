@@ -18,11 +18,11 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel
 
+from prefect_delivery.blocks.artifacts import checked_wheel, unpack_wheel
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.blocks.wheel import unpack_wheel
-from prefect_delivery.tasks.log import run_logger
-from prefect_delivery.tasks.retry import INFRA_RETRIES
+from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 
 PLUGIN_DIR = Path(__file__).parent / "pytest_plugins"
 
@@ -117,8 +117,7 @@ def prepare_test_tree(source_dir: Path, release: Release, paths: list[str]) -> P
             "tests cannot be delivered.",
             "add tests (pytest), or point [test].paths at them in delivery.toml.",
         )
-    wheel = release.artifact.wheel_uri or release.artifact.uri  # an image's wheel, or the wheel
-    return unpack_wheel(Path(wheel), source_dir.parent / "artifact")
+    return unpack_wheel(checked_wheel(release), source_dir.parent / "artifact")
 
 
 @task(name="test-shard", task_run_name="test shard {index}", **INFRA_RETRIES)

@@ -1,14 +1,14 @@
 """Verify stage: judge an environment through its frontend, the way its users reach it.
 
 Health must answer 200, the frontend must serve the release being verified (its version path
-reports the commit), every critical endpoint must answer as the manifest says, and a burst of
-probe requests must meet the thresholds against the baseline measured on the previous release.
-A failed verification is a verdict: it is returned, and the deploy flow rolls back.
+reports the commit), every critical endpoint must answer as the manifest says, and an analysis
+run (the ``verification`` policy of tasks/analysis_run.py, through the environment's metric
+sources) must meet the thresholds against the previous release measured in the same intervals
+(kept warm), or against the baseline measured before the cutover when it is gone. A failed
+verification is a verdict: it is returned, and the deploy flow rolls back.
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from prefect import task
@@ -16,10 +16,18 @@ from pydantic import BaseModel
 
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.metrics import Samples
-from prefect_delivery.blocks.probe import probe, smoke
+from prefect_delivery.blocks.metrics.probe import probe, probe_instances, smoke
 from prefect_delivery.blocks.release import Instance, Release
-from prefect_delivery.tasks.analysis import Verdict, analyze
-from prefect_delivery.tasks.log import run_logger
+from prefect_delivery.tasks.analysis import Verdict
+from prefect_delivery.tasks.analysis_run import AnalysisRun, Policy, api_paths, run_analysis
+from prefect_delivery.tasks.runtime.log import run_logger
+
+#: Verification measures in intervals this long until it has ``requests`` requests ...
+VERIFY_INTERVAL_S = 1.0
+#: ... or for at most this long.
+VERIFY_WINDOW_S = 60.0
+#: Requests that warm a fresh instance up first (lazy imports, first connections).
+WARMUP_REQUESTS = 20
 
 
 class VerificationResult(BaseModel):
@@ -32,6 +40,7 @@ class VerificationResult(BaseModel):
     verdict: Verdict
     baseline: Samples | None
     samples: Samples
+    analysis: AnalysisRun | None = None
 
     @property
     def passed(self) -> bool:
@@ -57,10 +66,6 @@ class VerificationResult(BaseModel):
         return reasons
 
 
-def api_paths(release: Release) -> list[str]:
-    return [check.path for check in release.run.smoke] or [release.run.health_path]
-
-
 def serving_commits(url: str, release: Release, requests: int = 10) -> list[str]:
     """Which commits the frontend answers with, over a few requests (sorted, unique)."""
     seen: set[str] = set()
@@ -80,22 +85,18 @@ def health_status(url: str, path: str) -> int | None:
         return None
 
 
-def measure(env: Environment, release: Release, label: str) -> Samples:
-    settings = env.verification
-    return probe(
-        env.url,
-        api_paths(release),
-        requests=settings.requests,
-        concurrency=settings.concurrency,
-        timeout_s=settings.timeout_s,
-        source=f"probe {label} via {env.url}",
-    )
-
-
 @task(name="baseline")
 def measure_baseline(env: Environment, stable: Release) -> Samples:
     """Probe the stable release through the frontend before the new one takes traffic."""
-    samples = measure(env, stable, f"baseline {stable.version}")
+    settings = env.verification
+    samples = probe(
+        env.url,
+        api_paths(stable),
+        requests=settings.requests,
+        concurrency=settings.concurrency,
+        timeout_s=settings.timeout_s,
+        source=f"probe baseline {stable.version} via {env.url}",
+    )
     run_logger().info(
         "Baseline on %s: %d requests, p95 %.1fms, errors %d",
         stable.label,
@@ -106,37 +107,6 @@ def measure_baseline(env: Environment, stable: Release) -> Samples:
     return samples
 
 
-def side_by_side(
-    env: Environment, release: Release, new: list[Instance], previous: list[Instance]
-) -> tuple[Samples, Samples]:
-    """Latency of the new and the previous release's instances, probed directly and at the
-    same time, so both see the same machine load (a fair baseline on a busy box)."""
-    settings = env.verification
-    paths = api_paths(release)
-
-    def run(instances: list[Instance], label: str, requests: int) -> Samples:
-        per = max(1, requests // max(1, len(instances)))
-        total: Samples | None = None
-        for instance in instances:
-            batch = probe(
-                instance.url,
-                paths,
-                requests=per,
-                concurrency=max(1, settings.concurrency // 2),
-                timeout_s=settings.timeout_s,
-                source=f"probe {label} direct",
-            )
-            total = batch if total is None else total.merged(batch)
-        return total
-
-    for instance in new:  # warm up: first requests of a fresh process pay for lazy imports
-        probe(instance.url, paths, requests=20, concurrency=1, timeout_s=settings.timeout_s)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        new_future = pool.submit(run, new, f"new {release.version}", settings.requests)
-        old_future = pool.submit(run, previous, "previous", settings.requests)
-        return new_future.result(), old_future.result()
-
-
 @task(name="verify")
 def verify(
     env: Environment,
@@ -145,31 +115,37 @@ def verify(
     new_instances: list[Instance] | None = None,
     previous_instances: list[Instance] | None = None,
 ) -> VerificationResult:
-    """Judge the environment through its frontend.
+    """Judge the environment through its frontend and the new release's metrics.
 
-    Error rate comes from probes through the frontend. Latency is judged against the previous
-    release measured side by side when its instances still run (kept warm), else against the
-    baseline measured before the cutover.
+    Latency and errors are judged against the previous release measured in the same intervals
+    when its instances still run (kept warm), else against ``baseline``.
     """
     logger = run_logger()
     status = health_status(env.url, release.run.health_path)
     commits = serving_commits(env.url, release)
     problems = smoke(env.url, release.run.smoke, timeout_s=env.verification.timeout_s)
-    samples = measure(env, release, f"verify {release.version}")
-    running = {i.id for i in env.target.list(env.name) if i.alive}
-    previous = [i for i in previous_instances or [] if i.id in running]
-    new = [i for i in new_instances or [] if i.id in running]
-    if previous and new:
-        new_latency, baseline = side_by_side(env, release, new, previous)
-        samples = samples.model_copy(
-            update={
-                "p50_ms": new_latency.p50_ms,
-                "p95_ms": new_latency.p95_ms,
-                "p99_ms": new_latency.p99_ms,
-                "source": f"{samples.source}; latency side by side with the previous release",
-            }
-        )
-    verdict = analyze(samples, env.verification, baseline)
+    new = env.running(new_instances) if new_instances is not None else []
+    if not new:  # a caller that does not know the instances: every instance of the release
+        new = [i for i in env.running() if i.release.digest == release.digest]
+    previous = env.running(previous_instances or [])
+    # warm up: the first requests of a fresh process pay for lazy imports
+    probe_instances(
+        [i.address for i in new],
+        api_paths(release),
+        requests=WARMUP_REQUESTS,
+        concurrency=1,
+        timeout_s=env.verification.timeout_s,
+    )
+    policy = Policy(
+        kind="verification",
+        window_s=VERIFY_WINDOW_S,
+        interval_s=VERIFY_INTERVAL_S,
+        min_requests=env.verification.requests,
+        baseline=None if previous else baseline,
+        kill_point="verify",
+        tolerate_source_errors=True,
+    )
+    run = run_analysis(env, release, new, previous, policy, f"verify {release.version}")
     result = VerificationResult(
         environment=env.name,
         url=env.url,
@@ -177,12 +153,15 @@ def verify(
         health_status=status,
         serving_commits=commits,
         smoke_problems=problems,
-        verdict=verdict,
-        baseline=baseline,
-        samples=samples,
+        verdict=run.verdict,
+        baseline=run.stable_samples,
+        samples=run.new_samples or Samples(source="none"),
+        analysis=run,
     )
     if result.passed:
-        logger.info("Verification of %s in %s passed: %s", release.label, env.name, verdict.line())
+        logger.info(
+            "Verification of %s in %s passed: %s", release.label, env.name, run.verdict.line()
+        )
     else:
         logger.warning(
             "Verification of %s in %s FAILED: %s",

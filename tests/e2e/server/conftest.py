@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from server_support import ServerStack
 from support import session_dir, short_tmpdir
+from support.server import ServerStack
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def stack() -> ServerStack:
 @pytest.fixture(scope="session")
 def service_repo():
     """A git repository holding a copy of hello-service; tests commit releases into it."""
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-e2e-repo-")
     repo = prepare_repo(root)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pipeline_support import commit_release
+from support.pipeline import commit_release
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [

@@ -14,8 +14,8 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from pipeline_support import commit_release
-from server_support import post_events, processes_with_env, wait_for_event, wait_until
+from support.pipeline import commit_release
+from support.server import post_events, processes_with_env, wait_for_event, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -223,7 +223,7 @@ def _deliver_auto(stack, repo, version: str) -> str:
 
 def test_a_monitors_failed_verification_rolls_production_back(stack, service_repo):
     from prefect_delivery.blocks.ledger import Ledger
-    from prefect_delivery.tasks.events import resources
+    from prefect_delivery.tasks.runtime.events import resources
 
     ledger = Ledger(str(stack.state_dir), "production")
     while len(ledger.verified_releases()) < 2:
@@ -278,7 +278,11 @@ def test_zombie_automation_crashes_silent_runs_but_not_suspended_ones(stack):
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Paused, Pending, Running, Suspended
 
-    from prefect_delivery.flows.server import ZOMBIE_AUTOMATION, replace_automation, zombie_automation
+    from prefect_delivery.flows.cli.server_setup import (
+        ZOMBIE_AUTOMATION,
+        replace_automation,
+        zombie_automation,
+    )
 
     with stack.client() as client:
         installed = client.read_automations_by_name(ZOMBIE_AUTOMATION)

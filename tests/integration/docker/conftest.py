@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from docker_support import (
+from support import free_port, short_tmpdir
+from support.docker import (
     WEB_BASE,
     cleanup_namespace,
     docker_client_or_skip,
@@ -21,8 +22,7 @@ from docker_support import (
     require_local_registry,
     unique,
 )
-from pipeline_support import stop_environment, verification_for_tests
-from support import free_port, short_tmpdir
+from support.pipeline import stop_environment, verification_for_tests
 
 _counter = itertools.count()
 
@@ -106,9 +106,9 @@ def save_store(state_dir):
 @pytest.fixture
 def make_docker_env(state_dir, scope):
     """Create and save an Environment on a DockerTarget, on a free frontend port."""
-    from prefect_delivery.blocks.docker_target import DockerTarget
     from prefect_delivery.blocks.settings import StrategySettings
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.blocks.targets.docker import DockerTarget
+    from prefect_delivery.flows.cli.setup import environment
 
     created = []
 
@@ -142,7 +142,7 @@ def make_docker_env(state_dir, scope):
 @pytest.fixture
 def image_repo():
     """A git repository holding a copy of hello-service built as an image."""
-    from prefect_delivery.flows.demo import prepare_repo, set_build_kind
+    from prefect_delivery.flows.cli.demo import prepare_repo, set_build_kind
 
     root = short_tmpdir("pd-irepo-")
     repo = prepare_repo(root)
@@ -154,10 +154,10 @@ def image_repo():
 @pytest.fixture(scope="session")
 def built_image(state_dir, image_registry):
     """hello-service 3.0.0 built and pushed once for the session (a Release pinned by digest)."""
-    from pipeline_support import commit_release
+    from support.pipeline import commit_release
 
     from prefect_delivery.blocks.artifacts import ArtifactStore
-    from prefect_delivery.flows.demo import prepare_repo, set_build_kind
+    from prefect_delivery.flows.cli.demo import prepare_repo, set_build_kind
     from prefect_delivery.tasks.build import build, checkout
     from prefect_delivery.tasks.source import resolve_source
 

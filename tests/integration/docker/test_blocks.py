@@ -41,11 +41,11 @@ def test_environment_round_trips_either_target(state_dir):
     from prefect_docker.credentials import DockerRegistryCredentials
 
     from prefect_delivery.blocks.artifacts import ArtifactStore
-    from prefect_delivery.blocks.docker_target import DockerTarget
     from prefect_delivery.blocks.environment import Environment
-    from prefect_delivery.blocks.haproxy import HAProxyRouter
-    from prefect_delivery.blocks.process_target import ProcessTarget
     from prefect_delivery.blocks.registry import ImageRegistry
+    from prefect_delivery.blocks.routing.haproxy import HAProxyRouter
+    from prefect_delivery.blocks.targets.docker import DockerTarget
+    from prefect_delivery.blocks.targets.process import ProcessTarget
 
     registry = ImageRegistry(
         address="127.0.0.1:5999",
@@ -98,7 +98,7 @@ def test_the_registry_block_is_shared_by_reference(state_dir):
     from prefect_delivery.blocks.artifacts import ArtifactStore
     from prefect_delivery.blocks.environment import Environment
     from prefect_delivery.blocks.registry import ImageRegistry
-    from prefect_delivery.flows.setup import LocalSetup, create_local_blocks
+    from prefect_delivery.flows.cli.setup import LocalSetup, create_local_blocks
 
     root = state_dir / "setup"
     create_local_blocks(

@@ -12,8 +12,8 @@ import subprocess
 
 import httpx
 import pytest
-from docker_support import REGISTRY, delete_manifest, registry_digest
 from support import VENV_BIN, free_port, short_tmpdir
+from support.docker import REGISTRY, delete_manifest, registry_digest
 
 pytestmark = pytest.mark.docker
 

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from docker_support import REGISTRY, LocalRegistry, delete_manifest, delivery_cli
-from pipeline_support import commit_release, deliver, served_version, verification_for_tests
 from support import SteadyLoad, free_port, short_tmpdir
+from support.docker import REGISTRY, LocalRegistry, delete_manifest, delivery_cli
+from support.pipeline import commit_release, deliver, served_version, verification_for_tests
 
 from prefect_delivery.blocks.errors import GateFailed
 from prefect_delivery.flows.cli import EXIT_BAD_INPUT
@@ -27,10 +27,10 @@ WRONG = "pw-Typo-in-block-9090"
 @pytest.fixture(scope="module")
 def live(state_dir, scope, docker_store):
     """(repo, staging, good commit): staging serves hello-service 1.0.0 from a container."""
-    from prefect_delivery.blocks.docker_target import DockerTarget
     from prefect_delivery.blocks.settings import StrategySettings
-    from prefect_delivery.flows.demo import prepare_repo, set_build_kind
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.blocks.targets.docker import DockerTarget
+    from prefect_delivery.flows.cli.demo import prepare_repo, set_build_kind
+    from prefect_delivery.flows.cli.setup import environment
 
     root = short_tmpdir("pd-irepo-")
     repo = prepare_repo(root)

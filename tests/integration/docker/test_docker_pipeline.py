@@ -7,11 +7,11 @@ target (DockerTarget) and the manifest's build kind (image) differ.
 from __future__ import annotations
 
 import pytest
-from docker_support import REGISTRY, registry_digest
-from pipeline_support import commit_release, deliver, served_version
 from support import SteadyLoad
+from support.docker import REGISTRY, registry_digest
+from support.pipeline import commit_release, deliver, served_version
 
-from prefect_delivery.blocks.docker_target import L_COMMIT, L_DIGEST
+from prefect_delivery.blocks.targets.docker import L_COMMIT, L_DIGEST
 
 pytestmark = pytest.mark.docker
 

@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from prefect_delivery.blocks.docker_target import L_DIGEST, L_ENVIRONMENT, L_SLOT, DockerTarget
 from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.targets.docker import L_DIGEST, L_ENVIRONMENT, L_SLOT, DockerTarget
 
 pytestmark = pytest.mark.docker
 

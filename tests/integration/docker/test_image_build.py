@@ -14,17 +14,22 @@ from pathlib import Path
 
 import docker
 import pytest
-from docker_support import (
+from support import short_tmpdir
+from support.docker import (
     REGISTRY,
     LocalRegistry,
     registry_digest,
     removing_new_untagged_images,
 )
-from pipeline_support import commit_release
-from support import short_tmpdir
+from support.pipeline import commit_release
 
-from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, is_retryable
-from prefect_delivery.blocks.wheel import sha256_file
+from prefect_delivery.blocks.artifacts import sha256_file
+from prefect_delivery.blocks.errors import (
+    ConfigError,
+    GateFailed,
+    InfrastructureError,
+    is_retryable,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -215,7 +220,7 @@ def test_registry_with_a_password(
 ):
     import httpx
 
-    from prefect_delivery.blocks.docker_target import DockerTarget
+    from prefect_delivery.blocks.targets.docker import DockerTarget
 
     # docker-py would read (and `docker login` would write) the config here: it must stay empty
     docker_config = short_tmpdir("pd-dockercfg-")

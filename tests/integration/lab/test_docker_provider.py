@@ -14,7 +14,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from prefect_delivery.migrations_lab import check, format_report
-from prefect_delivery.migrations_lab.postgres_docker import IMAGE_ENV, DockerPostgres, DockerPostgresConfig
+from prefect_delivery.migrations_lab.postgres_docker import (
+    IMAGE_ENV,
+    DockerPostgres,
+    DockerPostgresConfig,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 

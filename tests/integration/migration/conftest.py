@@ -10,8 +10,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from migration_support import commit_schema_release, make_db_environment, start_cluster
 from support import short_tmpdir
+from support.migration import commit_schema_release, make_db_environment, start_cluster
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,7 +40,7 @@ def store(state_dir) -> str:
 def schema_repo():
     """hello-service's repository with the schema releases 1-4 committed; returns
     (repo, {release number: commit})."""
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-mrepo-")
     repo = prepare_repo(root)
@@ -69,7 +69,7 @@ def make_db_env(state_dir, cluster):
         return env
 
     yield make
-    from pipeline_support import stop_environment
+    from support.pipeline import stop_environment
 
     for env in created:
         stop_environment(env)

@@ -10,13 +10,13 @@ import shutil
 import textwrap
 
 import pytest
-from migration_support import (
+from support.migration import (
     columns,
     commit_extra_revisions,
     make_db_environment,
     revision,
 )
-from pipeline_support import deliver, served_version, stop_environment
+from support.pipeline import deliver, served_version, stop_environment
 
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
 
@@ -168,7 +168,7 @@ def test_migration_that_fails_half_way_on_the_real_database(live, cluster, store
     """The lab passes it (a fresh database); production has a table someone made by hand, so
     the revision fails after its first statement. PostgreSQL rolls the revision back: the
     schema stays at 0004 (verified), and the code of the new release is not deployed."""
-    from migration_support import db_name
+    from support.migration import db_name
 
     repo, _, env = live
     cluster.execute(db_name(env), "CREATE TABLE people_audit (id bigint)")
@@ -245,7 +245,7 @@ def test_wrong_password(live, cluster, store):
 
 def test_no_postgres_binaries_means_a_clear_setup_error(tmp_path, monkeypatch):
     """`delivery setup` on a machine without the server binaries: the fix, not a traceback."""
-    from prefect_delivery.flows.setup import local_database
+    from prefect_delivery.flows.cli.setup import local_database
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("MIGRATIONS_LAB_PG_BINDIR", str(tmp_path))

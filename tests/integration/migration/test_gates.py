@@ -4,9 +4,9 @@ warm; no rollback, once the contract is applied, to a release that needs what it
 from __future__ import annotations
 
 import pytest
-from migration_support import columns, people, revision
-from pipeline_support import deliver, served_version
 from support import SteadyLoad
+from support.migration import columns, people, revision
+from support.pipeline import deliver, served_version
 
 pytestmark = pytest.mark.postgres
 

@@ -5,9 +5,9 @@ failed requests on both frontends while it happens."""
 from __future__ import annotations
 
 import pytest
-from migration_support import VERSIONS, columns, ledger_events, people, revision
-from pipeline_support import deliver
 from support import SteadyLoad
+from support.migration import VERSIONS, columns, ledger_events, people, revision
+from support.pipeline import deliver
 
 pytestmark = pytest.mark.postgres
 

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pipeline_support import stop_environment, verification_for_tests
 from support import free_port, short_tmpdir
+from support.pipeline import stop_environment, verification_for_tests
 
 _counter = itertools.count()
 
@@ -40,7 +40,7 @@ def artifact_store(state_dir):
 def make_env(state_dir):
     """Create and save an Environment block with a unique name on a free port."""
     from prefect_delivery.blocks.settings import StrategySettings
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.flows.cli.setup import environment
 
     created = []
 
@@ -83,7 +83,7 @@ def make_env(state_dir):
 @pytest.fixture
 def hello_repo():
     """A git repository holding a copy of hello-service; commit releases into it."""
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-repo-")
     repo = prepare_repo(root)

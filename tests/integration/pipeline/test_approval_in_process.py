@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pipeline_support import commit_release, deliver
+from support.pipeline import commit_release, deliver
 
 
 def answer_when_paused(approved: bool, found: dict) -> threading.Thread:
@@ -18,7 +18,7 @@ def answer_when_paused(approved: bool, found: dict) -> threading.Thread:
     )
     from prefect.client.schemas.objects import StateType
 
-    from prefect_delivery.tasks.approve import answer_approval
+    from prefect_delivery.tasks.approval_answer import answer_approval
 
     def answer():
         deadline = time.monotonic() + 300

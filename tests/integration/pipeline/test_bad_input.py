@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pipeline_support import commit_release, served_version
 from support import VENV_BIN
+from support.pipeline import commit_release, served_version
 
 from prefect_delivery.flows.cli import EXIT_BAD_INPUT, EXIT_FAILED
 

@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from pipeline_support import commit_release, deliver
 from support import VENV_BIN, SteadyLoad
+from support.pipeline import commit_release, deliver
 
 
 def delivery_run(repo, commit: str, envs, store: str, kill_at: str | None = None):

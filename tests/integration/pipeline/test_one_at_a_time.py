@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from pipeline_support import commit_release
 from support import VENV_BIN
+from support.pipeline import commit_release
 
 
 def start(repo, commit: str, env, store: str, *extra: str) -> subprocess.Popen:
@@ -55,7 +55,7 @@ def test_second_delivery_waits_then_refusal_is_clear(hello_repo, make_env, artif
     # with --on-busy refuse stops at once with who holds it, and changes nothing
     import uuid
 
-    from prefect_delivery.tasks.lock import environment_lock
+    from prefect_delivery.tasks.runtime.lock import environment_lock
 
     holder = str(uuid.uuid4())
     third = commit_release(hello_repo, "3.0.0")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from pipeline_support import commit_release, deliver, served_version
 from support import SteadyLoad
+from support.pipeline import commit_release, deliver, served_version
 
 
 def stage_results(summary) -> dict[str, str]:
@@ -14,7 +14,7 @@ def stage_results(summary) -> dict[str, str]:
 def test_two_releases_build_once_blue_green_without_a_failed_request(
     hello_repo, make_env, artifact_store
 ):
-    from prefect_delivery.flows.cli import status_report
+    from prefect_delivery.tasks.status import status_report
 
     staging, production = make_env("stg"), make_env("prd", bake_s=1.0)
     first = commit_release(hello_repo, "1.0.0")

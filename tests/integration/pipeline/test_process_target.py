@@ -7,17 +7,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pipeline_support import commit_release
 from support import short_tmpdir
+from support.pipeline import commit_release
 
-from prefect_delivery.blocks.process_target import ArtifactIntegrityError, ProcessTarget
+from prefect_delivery.blocks.artifacts import ArtifactIntegrityError
 from prefect_delivery.blocks.release import Artifact
+from prefect_delivery.blocks.targets.process import ProcessTarget
 
 
 @pytest.fixture(scope="module")
 def built_release(tmp_path_factory):
     from prefect_delivery.blocks.artifacts import ArtifactStore
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
     from prefect_delivery.tasks.build import build, checkout
     from prefect_delivery.tasks.source import resolve_source
 

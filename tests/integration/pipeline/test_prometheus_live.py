@@ -8,13 +8,13 @@ import time
 
 import httpx
 import pytest
-from pipeline_support import build_release
 from support import SteadyLoad, free_port, short_tmpdir
+from support.pipeline import build_release
 
-from prefect_delivery.blocks.haproxy_stats import HAProxyStatsSource
-from prefect_delivery.blocks.prometheus import PrometheusSource
+from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
+from prefect_delivery.blocks.metrics.router_stats import RouterStatsSource
 from prefect_delivery.flows.deploy import deploy
-from prefect_delivery.tasks.rollout_analysis import scope_for
+from prefect_delivery.tasks.analysis_run import scope_for
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("prometheus"),
@@ -62,7 +62,7 @@ def prometheus_for(tmp_path):
 
 
 def test_prometheus_counts_what_haproxy_counts(make_env, prometheus_for):
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-prom-")
     release = build_release(prepare_repo(root), "1.0.0", store_root=str(root / "a"))
@@ -71,11 +71,11 @@ def test_prometheus_counts_what_haproxy_counts(make_env, prometheus_for):
     env.save(env.name, overwrite=True)
     url = prometheus_for(env.router.metrics_port)
     deploy(env.name, release)
-    scope = scope_for("stable", env.target.list(env.name), release, env.router)
+    scope = scope_for(env, "stable", env.target.list(env.name), release)
     source = PrometheusSource(url=url, settle_s=2.5)
     with SteadyLoad(env.url, path="/api/greeting", concurrency=2):
         time.sleep(3)  # a few scrapes before the window
-        haproxy = HAProxyStatsSource().measure(scope, 5, env.router)
+        haproxy = RouterStatsSource().measure(scope, 5, env.router)
         prom = source.measure(scope, 5, env.router)
     assert prom.error is None, prom.error
     assert haproxy.requests > 100

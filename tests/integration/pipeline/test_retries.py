@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_support import build_release, commit_release, deliver
 from support import short_tmpdir
+from support.pipeline import build_release, commit_release, deliver
 
 from prefect_delivery.blocks.errors import GateFailed
 from prefect_delivery.flows.deploy import deploy
@@ -37,7 +37,7 @@ def task_runs(flow_run_id) -> list:
 
 @pytest.fixture(scope="module")
 def repo_and_store():
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-retry-")
     return prepare_repo(root), str(root / "artifacts")
@@ -50,7 +50,25 @@ def test_a_passing_fault_is_retried_with_backoff(make_env, repo_and_store):
     wheel = Path(release.artifact.uri)
     hidden = wheel.with_suffix(".away")
     wheel.rename(hidden)  # the artifact store is briefly unavailable (a network share, say)
-    threading.Timer(0.5, hidden.rename, args=(wheel,)).start()
+
+    def back_after_the_first_failure() -> None:
+        # the share comes back once the launch has failed once (not after a fixed delay,
+        # which a loaded machine may outlast before the launch even starts)
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+        deadline = time.monotonic() + 60
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                runs = client.read_task_runs(
+                    task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="launch"))
+                )
+                if any(r.state and r.state.name == "AwaitingRetry" for r in runs):
+                    break
+                time.sleep(0.05)
+        hidden.rename(wheel)
+
+    threading.Thread(target=back_after_the_first_failure, daemon=True).start()
     started = time.monotonic()
     state = deploy(env.name, release, return_state=True)
     assert state.is_completed(), state.message

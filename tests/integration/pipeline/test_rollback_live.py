@@ -8,18 +8,18 @@ import threading
 import time
 
 import pytest
-from pipeline_support import build_release, served_version
 from support import SteadyLoad, free_port, short_tmpdir
+from support.pipeline import build_release, served_version
 
 from prefect_delivery.blocks.errors import ConfigError, GateFailed
-from prefect_delivery.blocks.prometheus import PrometheusSource
+from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
 from prefect_delivery.flows.deploy import deploy
 from prefect_delivery.flows.rollback import rollback
 
 
 @pytest.fixture(scope="module")
 def releases():
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-rb-")
     repo = prepare_repo(root)
@@ -73,7 +73,7 @@ def test_rollback_without_a_previous_release_is_refused(make_env, releases):
 def test_release_that_crashes_in_the_bake_window_is_rolled_back(
     hello_repo, make_env, artifact_store
 ):
-    from pipeline_support import commit_release, deliver
+    from support.pipeline import commit_release, deliver
 
     env = make_env("bake", bake_s=6.0, keep_previous_s=3600)
     first = commit_release(hello_repo, "1.0.0")

@@ -11,7 +11,7 @@ import pytest
 from support import free_port, short_tmpdir
 
 from prefect_delivery.blocks.errors import ConfigError
-from prefect_delivery.blocks.haproxy import HAProxyRouter
+from prefect_delivery.blocks.routing.haproxy import HAProxyRouter
 
 
 def serve(tag: str):

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from migration_support import commit_schema_release, start_cluster
-from pipeline_support import commit_release, stop_environment, verification_for_tests
 from support import VENV_BIN, free_port, short_tmpdir
+from support.migration import commit_schema_release, start_cluster
+from support.pipeline import commit_release, stop_environment, verification_for_tests
 
 pytestmark = pytest.mark.postgres
 
@@ -275,9 +275,9 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
     from prefect.blocks.system import Secret
 
     from prefect_delivery.blocks.database import PostgresDatabase
-    from prefect_delivery.blocks.prometheus import PrometheusSource
+    from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
     from prefect_delivery.blocks.settings import StrategySettings
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.flows.cli.setup import environment
 
     since = datetime.now(UTC) - timedelta(seconds=1)
     sampler = CmdlineSampler()

@@ -4,8 +4,8 @@ promoted without a failed request; each of the four bad releases is caught and r
 from __future__ import annotations
 
 import pytest
-from pipeline_support import build_release, served_version
 from support import SteadyLoad, short_tmpdir
+from support.pipeline import build_release, served_version
 
 from prefect_delivery.blocks.errors import GateFailed
 from prefect_delivery.flows.deploy import deploy
@@ -21,7 +21,7 @@ FAULTS = ["crash", "unhealthy", "error:0.3", "slow:0.3"]
 @pytest.fixture(scope="module")
 def releases():
     """One good release to start from, one good release to promote, one per fault."""
-    from prefect_delivery.flows.demo import prepare_repo
+    from prefect_delivery.flows.cli.demo import prepare_repo
 
     root = short_tmpdir("pd-rel-")
     repo = prepare_repo(root)

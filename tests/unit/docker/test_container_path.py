@@ -7,10 +7,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from factories import release
 from pydantic import ValidationError
+from support.factories import release
 
-from prefect_delivery.blocks.docker_target import (
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import (
+    ConfigError,
+    GateFailed,
+    InfrastructureError,
+    is_retryable,
+)
+from prefect_delivery.blocks.registry import ImageRegistry, redact, registry_error
+from prefect_delivery.blocks.release import Artifact, Instance
+from prefect_delivery.blocks.routing.haproxy import HAProxyRouter
+from prefect_delivery.blocks.targets.docker import (
     L_DIGEST,
     L_ENVIRONMENT,
     L_SCOPE,
@@ -20,12 +30,7 @@ from prefect_delivery.blocks.docker_target import (
     instance_from_labels,
     scope_for,
 )
-from prefect_delivery.blocks.environment import Environment
-from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, is_retryable
-from prefect_delivery.blocks.haproxy import HAProxyRouter
-from prefect_delivery.blocks.process_target import ProcessTarget
-from prefect_delivery.blocks.registry import ImageRegistry, redact, registry_error
-from prefect_delivery.blocks.release import Artifact, Instance
+from prefect_delivery.blocks.targets.process import ProcessTarget
 from prefect_delivery.tasks.build_image import WHEEL_DIR, dockerfile_path, make_context
 from prefect_delivery.tasks.manifest import parse_manifest
 

@@ -1,6 +1,11 @@
 """Statement splitting and literal masking."""
 
-from prefect_delivery.migrations_lab.sqltext import mask_literals, split_statements, split_top_level, unquote
+from prefect_delivery.migrations_lab.sqltext import (
+    mask_literals,
+    split_statements,
+    split_top_level,
+    unquote,
+)
 
 
 def test_split_respects_strings_dollar_quotes_and_comments():

@@ -1,6 +1,6 @@
 import pytest
 
-from prefect_delivery.blocks.metrics import Samples, percentile
+from prefect_delivery.blocks.metrics.samples import Samples, percentile
 from prefect_delivery.blocks.settings import VerificationSettings
 from prefect_delivery.tasks.analysis import Outcome, analyze, latency_limit
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
-from factories import release
+from support.factories import release
 
-from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.metrics.samples import Samples
 from prefect_delivery.blocks.settings import VerificationSettings
 from prefect_delivery.tasks.analysis import analyze
 from prefect_delivery.tasks.approve import (

@@ -35,7 +35,7 @@ def test_empty_canary_steps_are_refused():
 
 
 def _environment():
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.flows.cli.setup import environment
 
     return environment("stg", 1, "/tmp/x", StrategySettings(), 0, False)
 
@@ -65,7 +65,7 @@ def test_environment_list_that_is_empty_or_repeats_a_name_is_refused():
 
 
 def test_approval_answer_is_checked_before_the_api_is_asked():
-    from prefect_delivery.tasks.approve import answer_approval
+    from prefect_delivery.tasks.approval_answer import answer_approval
 
     run_id = "00000000-0000-0000-0000-000000000000"
     with pytest.raises(ConfigError, match=r"RUN_ID: 'not-a-run' is not a flow run id \(a UUID\)"):

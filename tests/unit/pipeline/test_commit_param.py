@@ -7,7 +7,7 @@ import json
 import pytest
 
 from prefect_delivery.blocks.errors import ConfigError
-from prefect_delivery.tasks.commit_param import commit_id
+from prefect_delivery.tasks.runtime.commit_param import commit_id
 
 
 def as_prefect_cli_parses(typed: str):
@@ -71,7 +71,7 @@ def test_the_flow_parameter_keeps_the_json_type_for_the_check():
     """pydantic must not coerce before commit_id sees the value (True would become 1)."""
     from pydantic import TypeAdapter
 
-    from prefect_delivery.tasks.commit_param import CommitInput
+    from prefect_delivery.tasks.runtime.commit_param import CommitInput
 
     adapter = TypeAdapter(CommitInput)
     assert adapter.validate_python(True) is True

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from factories import release
+from support.factories import release
 
-from prefect_delivery.tasks.events import MILESTONES, event_name, resources
+from prefect_delivery.tasks.runtime.events import MILESTONES, event_name, resources
 
 
 def test_every_milestone_has_a_delivery_release_name():

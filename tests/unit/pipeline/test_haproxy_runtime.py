@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from prefect_delivery.blocks.haproxy_runtime import BACKEND, parse_stat, render_config
+from prefect_delivery.blocks.routing.haproxy_runtime import BACKEND, parse_stat, render_config
 
 STAT = (
     "# pxname,svname,scur,stot,status,weight,uweight,hrsp_2xx,hrsp_5xx,rtime,rtime_max,"

@@ -1,4 +1,4 @@
-from factories import release
+from support.factories import release
 
 from prefect_delivery.blocks.ledger import Ledger
 

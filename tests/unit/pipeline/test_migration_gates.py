@@ -12,7 +12,7 @@ from prefect_delivery.migrations_lab.findings import Finding
 from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo
 from prefect_delivery.migrations_lab.report import LabReport, RevisionReport
 from prefect_delivery.migrations_lab.roundtrip import RoundTrip
-from prefect_delivery.tasks.migrate import (
+from prefect_delivery.tasks.schema_gates import (
     ReleaseSchema,
     applied_contracts,
     contract_blockers,
@@ -190,7 +190,7 @@ def test_instances_get_it_as_database_url_and_logs_mask_it():
 
 def test_instance_environment_comes_from_the_environment_block():
     from prefect_delivery.blocks.settings import StrategySettings
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.flows.cli.setup import environment
 
     env = environment("stg", 1, "/tmp/x", StrategySettings(), 0, False)
     assert env.instance_env() == {}
@@ -210,7 +210,7 @@ def test_instance_secrets_name_secret_blocks_not_values(secrets, message):
     from pydantic import ValidationError
 
     from prefect_delivery.blocks.settings import StrategySettings
-    from prefect_delivery.flows.setup import environment
+    from prefect_delivery.flows.cli.setup import environment
 
     env = environment("stg", 1, "/tmp/x", StrategySettings(), 0, False)
     with pytest.raises(ValidationError, match=message):
@@ -246,7 +246,13 @@ def test_a_url_that_is_not_postgres_is_refused_without_showing_it():
 def test_set_schema_release_picks_the_revisions_and_the_code_mode(tmp_path, n, mode):
     import shutil
 
-    from prefect_delivery.flows.demo import EXAMPLE, IGNORED, VERSIONS_DIR, DemoRepo, set_schema_release
+    from prefect_delivery.flows.cli.demo import (
+        EXAMPLE,
+        IGNORED,
+        VERSIONS_DIR,
+        DemoRepo,
+        set_schema_release,
+    )
 
     shutil.copytree(EXAMPLE, tmp_path / "svc", ignore=IGNORED)
     repo = DemoRepo(path=str(tmp_path / "svc"))

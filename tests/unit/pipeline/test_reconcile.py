@@ -1,8 +1,8 @@
 """Reconciliation decides from the live state alone (router weights + target instances)."""
 
-from factories import instance, live, release, server
+from support.factories import instance, live, release, server
 
-from prefect_delivery.tasks.deploy import decide_reconcile
+from prefect_delivery.tasks.reconcile import decide_reconcile
 
 A, B = release(1), release(2)
 

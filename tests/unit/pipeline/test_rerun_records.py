@@ -3,12 +3,12 @@ environments this very run already finished."""
 
 from __future__ import annotations
 
-from factories import release
+from support.factories import release
 
 from prefect_delivery.tasks.approve import UpstreamEvidence
-from prefect_delivery.tasks.checkpoint import finished, mark_finished
+from prefect_delivery.tasks.runtime.checkpoint import finished, mark_finished
+from prefect_delivery.tasks.runtime.test_record import passed_before, record_pass
 from prefect_delivery.tasks.test import CaseResult, SuiteReport
-from prefect_delivery.tasks.test_record import passed_before, record_pass
 
 
 def report(failed: int = 0, passed: int = 3) -> SuiteReport:

@@ -3,7 +3,7 @@ import pytest
 from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.settings import StrategySettings
 from prefect_delivery.tasks.analysis import Outcome, Verdict
-from prefect_delivery.tasks.rollout_analysis import Action, decide
+from prefect_delivery.tasks.analysis_run import Action, decide
 from prefect_delivery.tasks.strategies import check_capacity, validate_split
 
 

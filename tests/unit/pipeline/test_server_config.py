@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from prefect_delivery.flows.server import QUIET_AFTER, zombie_automation
+from prefect_delivery.flows.cli.server_setup import QUIET_AFTER, zombie_automation
 
 ROOT = Path(__file__).resolve().parents[3]
 

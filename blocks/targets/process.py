@@ -1,0 +1,208 @@
+"""ProcessTarget: instances of a release as local processes on free loopback ports.
+
+The wheel is checked against its digest and unpacked once per digest into the state folder;
+each instance runs the manifest's command with that folder on PYTHONPATH, in its own session so
+it outlives the flow run that started it. Each instance leaves a small JSON record beside it
+(its labels: service, environment, release, slot, pid and the pid's start time); ``list`` joins
+those records with /proc, so a pid that was reused by another program is not mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from prefect_delivery.blocks.artifacts import checked_wheel, unpack_wheel
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.paths import (
+    atomic_write_json,
+    default_state_dir,
+    free_port,
+    pid_alive,
+    process_start_ticks,
+)
+from prefect_delivery.blocks.release import Instance, Release
+
+BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+PENDING = "pending"  # handle of an instance whose process is being started
+
+
+def find_process(instance_id: str) -> int | None:
+    """The pid of the process started for ``instance_id`` (found by its environment)."""
+    marker = f"DELIVERY_INSTANCE={instance_id}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            return int(entry.name)
+    return None
+
+
+class ProcessTarget(Block):
+    """Runs instances of a release as local processes on free loopback ports."""
+
+    _block_type_name = "Process Target"
+    _block_type_slug = "process-target"
+    _description = (
+        "Runs each instance of a release (a wheel pinned by sha256) as a local process on a "
+        "free loopback port; the embedded default target."
+    )
+
+    state_dir: str = Field(
+        default_factory=default_state_dir,
+        description="Folder for unpacked releases, instance records and logs.",
+    )
+    python: str = Field(
+        default="",
+        description="Interpreter for 'python' in the start command; empty means the one "
+        "running the flow (it must have the service's dependencies installed).",
+    )
+    host: str = Field(default="127.0.0.1", description="Loopback address instances bind to.")
+
+    # ----------------------------------------------------------------- folders
+    @property
+    def releases_dir(self) -> Path:
+        return Path(self.state_dir) / "releases"
+
+    def instances_dir(self, environment: str) -> Path:
+        return Path(self.state_dir) / "instances" / environment
+
+    def release_dir(self, release: Release) -> Path:
+        return self.releases_dir / release.digest.split(":", 1)[-1]
+
+    # ----------------------------------------------------------------- Target
+    def prepare(self, release: Release) -> None:
+        if release.artifact.kind != "wheel":
+            raise ConfigError(
+                "environment target",
+                f"ProcessTarget runs wheels, but release {release.label} is a "
+                f"{release.artifact.kind}.",
+                "use a DockerTarget for image releases, or build the service as a wheel.",
+            )
+        dest = self.release_dir(release)
+        if (dest / ".complete").exists():
+            return
+        unpack_wheel(checked_wheel(release), dest)
+
+    def _argv(self, release: Release, port: int) -> list[str]:
+        python = self.python or sys.executable
+        argv = [part.format(host=self.host, port=port) for part in release.run.command]
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = python
+        return argv
+
+    def start(
+        self, release: Release, environment: str, slot: str, env: dict[str, str] | None = None
+    ) -> Instance:
+        self.prepare(release)
+        folder = self.instances_dir(environment)
+        folder.mkdir(parents=True, exist_ok=True)
+        instance_id = f"{environment}-{release.commit[:8]}-{slot}-{uuid.uuid4().hex[:6]}"
+        port = free_port(self.host)
+        child_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        child_env.update(
+            PYTHONPATH=str(self.release_dir(release)),
+            PYTHONUNBUFFERED="1",
+            PYTHONDONTWRITEBYTECODE="1",
+            DELIVERY_INSTANCE=instance_id,
+            DELIVERY_ENVIRONMENT=environment,
+            DELIVERY_SLOT=slot,
+        )
+        child_env.update(env or {})
+        instance = Instance(
+            id=instance_id,
+            environment=environment,
+            service=release.service,
+            slot=slot,
+            release=release,
+            host=self.host,
+            port=port,
+            started_at=datetime.now(UTC),
+            handle=PENDING,
+        )
+        # The record comes first: a flow run killed right after the fork still leaves a trace
+        # that the next run's reconciliation finds (the child is found by its environment).
+        record = folder / f"{instance_id}.json"
+        atomic_write_json(record, instance.model_dump(mode="json"))
+        log_path = folder / f"{instance_id}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                self._argv(release, port),
+                cwd=folder,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        instance.handle = f"{proc.pid}:{process_start_ticks(proc.pid)}"
+        atomic_write_json(record, instance.model_dump(mode="json"))
+        return instance
+
+    @staticmethod
+    def _pid(instance: Instance) -> tuple[int, int | None]:
+        if instance.handle == PENDING:
+            pid = find_process(instance.id)
+            return (pid or 0), (process_start_ticks(pid) if pid else None)
+        pid, _, ticks = instance.handle.partition(":")
+        return int(pid), int(ticks) if ticks and ticks != "None" else None
+
+    def _is_alive(self, instance: Instance) -> bool:
+        pid, ticks = self._pid(instance)
+        if not pid or not pid_alive(pid):
+            return False
+        return ticks is None or process_start_ticks(pid) == ticks
+
+    def list(self, environment: str) -> list[Instance]:
+        folder = self.instances_dir(environment)
+        result = []
+        for record in sorted(folder.glob("*.json")) if folder.exists() else []:
+            try:
+                instance = Instance.model_validate(json.loads(record.read_text()))
+            except (OSError, ValueError):
+                continue
+            instance.alive = self._is_alive(instance)
+            result.append(instance)
+        return result
+
+    def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
+        if self._is_alive(instance):
+            pid, _ = self._pid(instance)
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout_s
+            while self._is_alive(instance) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._is_alive(instance):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                while self._is_alive(instance) and time.monotonic() < deadline + 5:
+                    time.sleep(0.05)
+        folder = self.instances_dir(instance.environment)
+        (folder / f"{instance.id}.json").unlink(missing_ok=True)
+
+    def logs(self, instance: Instance, lines: int = 20) -> str:
+        path = self.instances_dir(instance.environment) / f"{instance.id}.log"
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])

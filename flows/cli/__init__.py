@@ -1,0 +1,75 @@
+"""The ``delivery`` command.
+
+    delivery demo                       deliver hello-service's schema change (releases 1-4)
+    delivery run SERVICE_DIR            deliver one commit of a service
+    delivery status [--json]            what is live in each environment (read live)
+    delivery rollback ENV               return ENV to its previous verified release
+    delivery retire ENV COMMIT          stop a release kept warm (not serving) in ENV
+    delivery down                       stop every instance and router the project started
+    delivery setup                      create local blocks (artifact store, staging, production)
+    delivery demo|setup --target docker the container path: images, a registry, DockerTarget
+    delivery server-setup               a Prefect server: block types, work pool, automations
+    delivery approve|reject RUN_ID      answer a run waiting at its approval gate
+    delivery monitor-alert ENV          a monitor's failed check: rolls ENV back (automation)
+    delivery lab check PATH             rehearse an Alembic project (or a service's migrations)
+
+Runs flows on the Prefect API the active profile names; without one, Prefect's ephemeral API
+(nothing to start). Analytics are off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from prefect_delivery.flows.cli import demo, lab, run, server, setup, status  # noqa: E402
+from prefect_delivery.flows.cli.common import (  # noqa: E402
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    print_err,
+)
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="delivery", description="Continuous delivery as Prefect flows."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for commands in (demo, setup, run, status, lab, server):
+        commands.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from prefect_delivery.blocks.errors import ConfigError, DeliveryError
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print_err(str(exc))
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:  # settings built from the command line
+        from prefect_delivery.tasks.manifest import describe_validation_error
+
+        print_err(f"bad input: {exc.title}: " + describe_validation_error("", exc))
+        return EXIT_BAD_INPUT
+    except DeliveryError as exc:
+        print_err(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print_err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

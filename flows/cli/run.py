@@ -1,0 +1,107 @@
+"""``delivery run``, ``rollback`` and ``retire``: parse, call the flow or task, print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect_delivery.flows.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, print_err
+
+
+def run_delivery(
+    service_dir: str,
+    commit: str | None,
+    environments: list[str],
+    auto_approve: bool,
+    artifact_store: str,
+    shards: int | None,
+    on_busy: str = "wait",
+):
+    from prefect_delivery.flows.delivery import DeliveryFailed, delivery
+
+    try:
+        summary = delivery(
+            service_dir=str(Path(service_dir).resolve()),
+            commit=commit or "HEAD",
+            environments=environments,
+            auto_approve=auto_approve,
+            artifact_store=artifact_store,
+            shards=shards,
+            on_busy=on_busy,
+        )
+    except DeliveryFailed as exc:
+        from prefect_delivery.blocks.errors import ConfigError
+
+        bad_input = isinstance(exc.__cause__, ConfigError)
+        print_err(("bad input: " if bad_input else "") + str(exc))
+        return exc.summary, EXIT_BAD_INPUT if bad_input else EXIT_FAILED
+    return summary, EXIT_OK if summary.outcome == "delivered" else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _, code = run_delivery(
+        args.service_dir,
+        args.commit,
+        args.env or ["staging", "production"],
+        args.auto_approve,
+        args.artifact_store,
+        args.shards,
+        args.on_busy,
+    )
+    return code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from prefect_delivery.flows.rollback import rollback
+
+    outcome = rollback(environment=args.environment, to=args.to, reason=args.reason)
+    if outcome.status == "already-there":
+        print(f"{outcome.environment} already serves {outcome.to_release.label}")
+    else:
+        how = "restarted from its artifact" if outcome.restarted else "still warm"
+        print(
+            f"{outcome.environment} rolled back to {outcome.to_release.label} ({how}); "
+            f"traffic switch {outcome.switch_ms:.1f}ms, {outcome.seconds:.1f}s in all"
+        )
+    return EXIT_OK
+
+
+def cmd_retire(args: argparse.Namespace) -> int:
+    """Stop the instances of one release that runs in ENV without taking traffic (kept warm
+    for a rollback): e.g. so that a contract may drop what that release still uses."""
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.tasks.deploy import retire_release
+
+    env = Environment.load(args.environment)
+    release, count = retire_release(env, args.release, args.reason)
+    print(f"{env.name}: retired {count} instance(s) of {release.label}")
+    return EXIT_OK
+
+
+def add_commands(sub) -> None:
+    run = sub.add_parser("run", help="deliver one commit of a service")
+    run.add_argument("service_dir")
+    run.add_argument("--commit", help="SHA or ref to deliver (default: HEAD)")
+    run.add_argument("--env", action="append", help="environment, in order (repeatable)")
+    run.add_argument("--auto-approve", action="store_true", help="approve gates automatically")
+    run.add_argument("--artifact-store", default="artifacts", help="ArtifactStore block name")
+    run.add_argument("--shards", type=int, help="parallel test shards")
+    run.add_argument(
+        "--on-busy",
+        choices=["wait", "refuse"],
+        default="wait",
+        help="when another delivery holds an environment: wait (default) or refuse",
+    )
+    run.set_defaults(func=cmd_run)
+
+    rb = sub.add_parser("rollback", help="return an environment to its previous verified release")
+    rb.add_argument("environment")
+    rb.add_argument("--to", help="digest or commit of a verified release (default: the previous)")
+    rb.add_argument("--reason", default="requested from the command line")
+    rb.set_defaults(func=cmd_rollback)
+
+    rt = sub.add_parser("retire", help="stop a release kept warm (not serving) in an environment")
+    rt.add_argument("environment")
+    rt.add_argument("release", help="commit (or a prefix) or digest of the release")
+    rt.add_argument("--reason", default="retired from the command line")
+    rt.set_defaults(func=cmd_retire)

@@ -1,0 +1,103 @@
+"""``delivery`` subcommands for the server path (a Prefect server, deployments, a worker).
+
+    delivery server-setup                      block types, work pool, zombie-run automation
+    delivery approve RUN_ID --approver NAME --reason TEXT
+    delivery reject RUN_ID --approver NAME --reason TEXT
+    delivery monitor-alert ENV --reason TEXT   a monitor's verification-failed event for ENV
+
+Prefect has no CLI to resume a paused run with input; ``approve`` and ``reject`` do what the
+UI's Resume form does (see tasks/approve.py ``answer_approval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXIT_OK = 0
+
+
+def cmd_server_setup(args: argparse.Namespace) -> int:
+    from prefect_delivery.flows.cli.server_setup import server_setup
+
+    result = server_setup(pool=args.pool, pool_type=args.pool_type, heartbeat_s=args.heartbeat_s)
+    print(f"block types  {', '.join(result.block_types)}")
+    print(
+        f"work pool    {result.work_pool} ({args.pool_type}, "
+        f"{'created' if result.work_pool_created else 'already there'})"
+    )
+    for automation in result.automations:
+        print(f"automation   {automation}")
+    print(
+        "Next: `delivery setup` (environments), `prefect --no-prompt deploy --all`, "
+        f"`prefect worker start --pool {result.work_pool}`"
+    )
+    return EXIT_OK
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    from prefect_delivery.tasks.approval_answer import answer_approval
+
+    approved = args.command == "approve"
+    result = answer_approval(args.run_id, approved, args.approver, args.reason)
+    print(
+        f"{'Approved' if approved else 'Rejected'} {result.environment} for flow run "
+        f"{result.flow_run_id} ({result.flow_run_name}) as {args.approver}; "
+        f"the run is {result.state or 'resuming'}"
+    )
+    return EXIT_OK
+
+
+def cmd_monitor_alert(args: argparse.Namespace) -> int:
+    from prefect.events.worker import EventsWorker
+
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.tasks.runtime import events
+
+    env = Environment.load(args.environment)
+    serving = env.observe().serving()
+    event = events.verification_failed(
+        env.name, serving, args.reason, gate=args.gate, source="monitor"
+    )
+    EventsWorker.drain_all(timeout=10)
+    what = serving.label if serving else "nothing (no release serves it)"
+    print(
+        f"Reported: {env.name} ({what}) failed {args.gate}: {args.reason}"
+        + (f" [event {event.id}]" if event is not None else " [events are off]")
+    )
+    return EXIT_OK
+
+
+def add_commands(sub) -> None:
+    """Add the server-path subcommands to the ``delivery`` parser."""
+    setup = sub.add_parser(
+        "server-setup", help="prepare a Prefect server: block types, work pool, automations"
+    )
+    setup.add_argument("--pool", default="delivery-process", help="work pool name")
+    setup.add_argument(
+        "--pool-type", default="process", help="process (default) or docker (prefect-docker)"
+    )
+    setup.add_argument(
+        "--heartbeat-s",
+        type=int,
+        default=30,
+        help="PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the runs (prefect.yaml sets 30); a run "
+        "silent for three heartbeats is marked Crashed",
+    )
+    setup.set_defaults(func=cmd_server_setup)
+
+    for name, verb in (("approve", "approve"), ("reject", "reject")):
+        p = sub.add_parser(name, help=f"{verb} a delivery waiting at its approval gate")
+        p.add_argument("run_id", help="the paused flow run's id (UUID)")
+        p.add_argument("--approver", required=True, help="who decides (recorded)")
+        p.add_argument("--reason", required=True, help="why (recorded)")
+        p.set_defaults(func=cmd_answer)
+
+    alert = sub.add_parser(
+        "monitor-alert",
+        help="report a failed check of an environment from outside a delivery "
+        "(emits delivery.release.verification-failed with delivery.source=monitor)",
+    )
+    alert.add_argument("environment")
+    alert.add_argument("--reason", required=True)
+    alert.add_argument("--gate", default="monitor", help="which check failed")
+    alert.set_defaults(func=cmd_monitor_alert)

@@ -1,0 +1,281 @@
+"""Create the blocks a local pipeline needs: an artifact store and two environments.
+
+Used by ``delivery demo`` and ``delivery setup``; a team with its own blocks skips this. With
+``databases`` (the default) each environment also gets a PostgreSQL database of its own: a
+local cluster under the state folder (``<state>/postgres/<environment>``), created once,
+started here, kept across runs, stopped by ``delivery down``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from prefect_delivery.blocks.artifacts import ArtifactStore
+from prefect_delivery.blocks.database import PostgresDatabase
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.errors import ConfigError
+from prefect_delivery.blocks.registry import ImageRegistry
+from prefect_delivery.blocks.routing.haproxy import HAProxyRouter
+from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.targets.docker import DockerTarget, scope_for
+from prefect_delivery.blocks.targets.process import ProcessTarget
+from prefect_delivery.flows.cli.common import EXIT_OK, state_dir
+
+
+class LocalSetup(BaseModel):
+    state_dir: str
+    staging_port: int = 18081
+    production_port: int = 18082
+    staging_strategy: str = "blue-green"
+    production_strategy: str = "blue-green"
+    bake_s: float = 5.0
+    keep_previous_s: float = 0.0
+    instances: int = 1
+    production_requires_approval: bool = True
+    target: Literal["process", "docker"] = "process"
+    registry: str = "127.0.0.1:5000"  # docker: where images are pushed
+    base_image: str | None = None  # docker: BASE_IMAGE build arg (None: the Dockerfile's)
+    databases: bool = True  # a local PostgreSQL cluster (and database) per environment
+
+
+def environment(
+    name: str,
+    port: int,
+    state_dir: str,
+    strategy: StrategySettings,
+    bake_s: float,
+    requires_approval: bool,
+    verification: VerificationSettings | None = None,
+    target: ProcessTarget | DockerTarget | None = None,
+    database: PostgresDatabase | None = None,
+) -> Environment:
+    return Environment(
+        name=name,
+        target=target or ProcessTarget(state_dir=state_dir),
+        router=HAProxyRouter(name=name, frontend_port=port, state_dir=state_dir),
+        strategy=strategy,
+        verification=verification or VerificationSettings(),
+        bake_s=bake_s,
+        requires_approval=requires_approval,
+        state_dir=state_dir,
+        database=database,
+    )
+
+
+#: The application database (and its owner role) of every local cluster.
+APP_DATABASE = "app"
+
+
+def local_database(state_dir: str, name: str) -> PostgresDatabase:
+    """The environment's own PostgreSQL: a cluster in ``<state>/postgres/<name>`` (created if
+    missing, started), a database and role ``app``. The role's password is random; it is kept
+    only in the block, and reused when the environment's block already holds it."""
+    from prefect_delivery.blocks.database.local import LocalCluster
+
+    cluster = LocalCluster(Path(state_dir) / "postgres" / name)
+    try:
+        created = cluster.init()
+    except ConfigError as exc:  # no PostgreSQL server binaries
+        raise ConfigError(
+            exc.where, exc.problem, f"{exc.fix} Or run without databases: --no-database."
+        ) from None
+    cluster.start()
+    previous = _saved_database(name)
+    if not created and previous is not None and previous.local_cluster == str(cluster.folder):
+        cluster.ensure_database(APP_DATABASE, APP_DATABASE, None)
+        url = previous.url
+    else:
+        password = secrets.token_urlsafe(18)
+        cluster.ensure_database(APP_DATABASE, APP_DATABASE, password)
+        url = cluster.url(APP_DATABASE, APP_DATABASE, password)
+    return PostgresDatabase(url=url, local_cluster=str(cluster.folder))
+
+
+def _saved_database(name: str) -> PostgresDatabase | None:
+    try:
+        return Environment.load(name).database
+    except Exception:  # noqa: BLE001 - no such block yet (or an older schema): make a new one
+        return None
+
+
+def _strategy(kind: str, setup: LocalSetup) -> StrategySettings:
+    from pydantic import ValidationError
+
+    from prefect_delivery.blocks.errors import ConfigError
+    from prefect_delivery.tasks.manifest import describe_validation_error
+
+    try:
+        return StrategySettings(
+            kind=kind,
+            instances=setup.instances,
+            keep_previous_s=setup.keep_previous_s,
+            step_pause_s=5,
+            analysis_interval_s=1,
+        )
+    except ValidationError as exc:
+        raise ConfigError(
+            "--strategy/--instances/--keep-previous-s",
+            describe_validation_error("", exc),
+            "e.g. --strategy canary (blue-green, canary or rolling); rolling needs --instances 2 "
+            "or more",
+        ) from None
+
+
+def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
+    """Save 'artifacts', 'staging' and 'production' blocks; returns environment -> URL.
+
+    Every setting is checked before the first block is saved: bad input changes nothing."""
+    state = str(Path(setup.state_dir).resolve())
+    strategies = {
+        name: _strategy(kind, setup)
+        for name, kind in (
+            ("staging", setup.staging_strategy),
+            ("production", setup.production_strategy),
+        )
+    }
+    target = None
+    registry = None
+    if setup.target == "docker":
+        registry = ImageRegistry(
+            address=setup.registry,
+            build_args={"BASE_IMAGE": setup.base_image} if setup.base_image else {},
+        )
+        registry.save("registry", overwrite=True)
+        target = DockerTarget(registry=registry, scope=scope_for(state))
+        target.save("docker", overwrite=True)  # named: it references `registry`, which
+        # can then get credentials later and both environments see them
+    ArtifactStore(root=str(Path(state) / "artifacts"), registry=registry).save(
+        "artifacts", overwrite=True
+    )
+    urls = {}
+    for name, port, bake, approval in (
+        ("staging", setup.staging_port, 0.0, False),
+        ("production", setup.production_port, setup.bake_s, setup.production_requires_approval),
+    ):
+        database = local_database(state, name) if setup.databases else None
+        env = environment(
+            name, port, state, strategies[name], bake, approval, target=target, database=database
+        )
+        env.save(name, overwrite=True)
+        urls[name] = env.url
+    return urls
+
+
+#: The offline base image .ci/docker/base-image.sh pushes (python + uvicorn + starlette).
+LOCAL_WEB_BASE = "prefect-delivery/python-web:3.11"
+
+
+def pick_base_image(registry: str) -> str | None:
+    """``<registry>/prefect-delivery/python-web:3.11`` when the engine or the registry has it
+    (a machine set up by .ci/docker/up.sh: offline builds), else None: the Dockerfile's own
+    default, the official python image from Docker Hub."""
+    import docker
+
+    candidate = f"{registry}/{LOCAL_WEB_BASE}"
+    try:
+        client = docker.from_env(timeout=10)
+    except docker.errors.DockerException:
+        return None
+    try:
+        try:
+            client.images.get(candidate)
+            return candidate
+        except docker.errors.ImageNotFound:
+            pass
+        try:
+            client.api.inspect_distribution(candidate)
+            return candidate
+        except docker.errors.APIError:
+            return None
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------- the commands
+def container_options(args: argparse.Namespace) -> dict:
+    """LocalSetup fields of --target/--registry/--base-image ('auto': offline base if here)."""
+    if args.target != "docker":
+        return {"target": args.target}
+    from pydantic import ValidationError
+
+    try:
+        ImageRegistry(address=args.registry)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError("--registry", f"{problem}.", "e.g. --registry 127.0.0.1:5000") from None
+    base = pick_base_image(args.registry) if args.base_image == "auto" else args.base_image
+    print(
+        f"Container path: images pushed to {args.registry}, built FROM "
+        f"{base or 'the Dockerfile default (python:3.11-slim-bookworm)'}"
+    )
+    return {"target": "docker", "registry": args.registry, "base_image": base or None}
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    urls = create_local_blocks(
+        LocalSetup(
+            state_dir=str(state_dir(args.state_dir)),
+            staging_port=args.staging_port,
+            production_port=args.production_port,
+            staging_strategy=args.strategy,
+            production_strategy=args.strategy,
+            bake_s=args.bake_s,
+            keep_previous_s=args.keep_previous_s,
+            instances=args.instances,
+            production_requires_approval=not args.no_approval,
+            databases=not args.no_database,
+            **container_options(args),
+        )
+    )
+    for name, url in urls.items():
+        print(f"{name:<11} {url}")
+    if not args.no_database:
+        state = state_dir(args.state_dir)
+        print(
+            f"databases   a local PostgreSQL per environment in {state / 'postgres'} (running; "
+            "`delivery status` shows their schema, `delivery down` stops them)"
+        )
+    return EXIT_OK
+
+
+def local_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir", help="runtime state (default: $DELIVERY_STATE_DIR or ./.delivery)"
+    )
+    p.add_argument("--staging-port", type=int, default=18081)
+    p.add_argument("--production-port", type=int, default=18082)
+    p.add_argument("--strategy", default="blue-green", help="blue-green, canary or rolling")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--bake-s", type=float, default=5.0, help="production bake window")
+    p.add_argument(
+        "--target",
+        choices=["process", "docker"],
+        default="process",
+        help="process: wheels as local processes; docker: images in containers",
+    )
+    p.add_argument("--registry", default="127.0.0.1:5000", help="docker: registry host:port")
+    p.add_argument(
+        "--no-database",
+        action="store_true",
+        help="environments without a database (default: a local PostgreSQL each, under "
+        "the state folder; needs the PostgreSQL server binaries)",
+    )
+    p.add_argument(
+        "--base-image",
+        default="auto",
+        help="docker: BASE_IMAGE build arg ('auto': <registry>/prefect-delivery/"
+        "python-web:3.11 when present, else the Dockerfile's python:3.11-slim-bookworm)",
+    )
+
+
+def add_commands(sub) -> None:
+    setup = sub.add_parser("setup", help="create local blocks: artifacts, staging, production")
+    local_options(setup)
+    setup.add_argument("--keep-previous-s", type=float, default=3600)
+    setup.add_argument("--no-approval", action="store_true", help="production needs no approval")
+    setup.set_defaults(func=cmd_setup)

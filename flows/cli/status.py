@@ -1,0 +1,63 @@
+"""``delivery status`` and ``delivery down``: print what tasks/status.py reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from prefect_delivery.flows.cli.common import EXIT_OK
+from prefect_delivery.tasks.status import shut_down, status_report
+
+
+def print_status(report: list[dict]) -> None:
+    if not report:
+        print("No environments yet. Run `delivery demo` or `delivery setup`.")
+        return
+    for env in report:
+        live = env["live"]
+        head = f"{env['environment']:<11} {env['url']:<24}"
+        if not env["router_running"]:
+            print(f"{head} router stopped")
+        elif live is None:
+            print(f"{head} serving nothing")
+        else:
+            print(
+                f"{head} {live['service']} {live['version']} commit {live['commit'][:12]} "
+                f"digest {live['digest'][:19]} ({live['share']:.0f}%)"
+            )
+        db = env.get("database")
+        if db:
+            where = f"schema at {db['revision'] or 'base'}" if db["state"] == "up" else db["state"]
+            print(f"    database {db['url']}  {where}")
+        for inst in env["instances"]:
+            state = "alive" if inst["alive"] else "exited"
+            print(
+                f"    {inst['slot']:<8} {inst['url']:<24} weight {inst['weight']:<4} "
+                f"{inst['router_status']:<9} {state:<6} {inst['version']} {inst['commit'][:12]}"
+            )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    report = status_report(args.env or None)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_status(report)
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = shut_down(args.env or None)
+    print(f"Stopped {len(stopped)} process(es): {', '.join(stopped) or 'none'}")
+    return EXIT_OK
+
+
+def add_commands(sub) -> None:
+    status = sub.add_parser("status", help="what is live in each environment, read live")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--env", action="append")
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="stop every instance and router of the environments")
+    down.add_argument("--env", action="append")
+    down.set_defaults(func=cmd_down)

@@ -1,0 +1,293 @@
+"""The analysis run: the one measuring loop behind every automatic judgement of a release.
+
+Every ``interval_s`` the environment's metric sources (probes, the router's counters,
+Prometheus) measure the new release's instances and, in the same interval and in parallel, the
+stable release's instances; the cumulative samples are judged by the pure
+:func:`tasks.analysis.analyze` against the stable release (or a baseline measured earlier). What
+to do after each interval is a pure function of the policy (:func:`decide`):
+
+- ``step`` (a canary weight, a rolling replacement): Failed -> roll back now; Error (a source did
+  not answer) -> measure again, after ``max_errors`` in a row roll back (never promote on
+  missing numbers); at the end of the window Successful -> promote, Inconclusive -> extend the
+  window up to ``max_extensions`` times, then roll back.
+- ``verification`` (a bounded burst after the cutover): measure until the new release has
+  ``min_requests`` requests (or the window is over), then Successful -> pass, anything else ->
+  fail; Failed before that -> fail at once.
+- ``bake`` (the monitored window after a production deploy): Failed -> roll back now; otherwise
+  keep watching to the end of the window.
+
+An instance of the new release that stops running fails the run in every policy. This is
+Argo Rollouts' AnalysisRun, with the policies as its templates.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from prefect import task
+from pydantic import BaseModel, Field
+
+from prefect_delivery.blocks.environment import Environment
+from prefect_delivery.blocks.metrics import MetricScope, Samples, measure
+from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.tasks.analysis import Outcome, Verdict, analyze
+from prefect_delivery.tasks.runtime.kill_points import kill_point
+from prefect_delivery.tasks.runtime.log import run_logger
+
+MAX_ERRORS_IN_A_ROW = 3
+PolicyKind = Literal["step", "verification", "bake"]
+
+
+class Action(StrEnum):
+    CONTINUE = "continue"
+    PROMOTE = "promote"
+    EXTEND = "extend"
+    ROLLBACK = "rollback"
+
+
+class Policy(BaseModel):
+    """How an analysis run measures and decides (see the module docstring)."""
+
+    kind: PolicyKind
+    window_s: float = Field(description="How long to measure (verification: at most).")
+    interval_s: float = Field(description="How often to look at the metrics.")
+    max_extensions: int = 0
+    max_errors: int = MAX_ERRORS_IN_A_ROW
+    min_requests: int | None = Field(
+        default=None, description="verification: end once the new release has this many."
+    )
+    baseline: Samples | None = Field(
+        default=None,
+        description="A baseline measured before (the bake: before the cutover); None: the "
+        "stable release's instances measured in the same intervals.",
+    )
+    tolerate_source_errors: bool = Field(
+        default=False,
+        description="Judge the numbers of the sources that answered when one did not "
+        "(verification, bake); a step never promotes on missing numbers.",
+    )
+    kill_point: str = "analysis"
+
+
+def decide(
+    verdict: Verdict,
+    window_over: bool,
+    extensions_used: int,
+    max_extensions: int,
+    errors_in_a_row: int,
+    max_errors: int = MAX_ERRORS_IN_A_ROW,
+    kind: PolicyKind = "step",
+) -> Action:
+    """What to do after one interval's verdict (pure)."""
+    if verdict.outcome is Outcome.FAILED:
+        return Action.ROLLBACK
+    if kind == "bake":
+        return Action.PROMOTE if window_over else Action.CONTINUE
+    if verdict.outcome is Outcome.ERROR and kind == "step":
+        return Action.ROLLBACK if errors_in_a_row >= max_errors else Action.CONTINUE
+    if not window_over:
+        return Action.CONTINUE
+    if verdict.outcome is Outcome.SUCCESSFUL:
+        return Action.PROMOTE
+    if kind == "verification":
+        return Action.ROLLBACK
+    return Action.EXTEND if extensions_used < max_extensions else Action.ROLLBACK
+
+
+class IntervalRecord(BaseModel):
+    at: datetime
+    elapsed_s: float
+    new_requests: int
+    new_errors: int
+    new_error_rate: float
+    new_p95_ms: float | None
+    stable_p95_ms: float | None
+    p95_limit_ms: float | None
+    outcome: str
+    action: str
+    reasons: str
+
+
+class AnalysisRun(BaseModel):
+    """What an analysis run measured and decided."""
+
+    label: str
+    policy: PolicyKind = "step"
+    action: Action
+    verdict: Verdict
+    intervals: list[IntervalRecord] = Field(default_factory=list)
+    extensions: int = 0
+    seconds: float = 0.0
+    new_samples: Samples | None = None
+    stable_samples: Samples | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.action is Action.PROMOTE
+
+    def summary(self) -> str:
+        return (
+            f"{self.label}: {self.action.value} after {self.seconds:.1f}s "
+            f"({len(self.intervals)} intervals, {self.extensions} extensions) - "
+            f"{self.verdict.line()}"
+        )
+
+
+#: The name the deploy flow and its report use for a canary/rolling step's run.
+StepAnalysis = AnalysisRun
+
+
+def api_paths(release: Release) -> list[str]:
+    """The endpoints probes hit: the manifest's critical endpoints, else the health path."""
+    return [check.path for check in release.run.smoke] or [release.run.health_path]
+
+
+def scope_for(
+    env: Environment, label: str, instances: list[Instance], release: Release
+) -> MetricScope:
+    """The metric scope of some instances: their addresses, router slots and probe paths."""
+    slots = {s.address: s.name for s in env.router.slots() if s.in_use}
+    addresses = [i.address for i in instances if i.alive]
+    return MetricScope(
+        label=label,
+        addresses=addresses,
+        slots={a: slots[a] for a in addresses if a in slots},
+        paths=api_paths(release),
+    )
+
+
+def _accumulate(total: Samples | None, batch: Samples) -> Samples:
+    """Cumulative samples of a run; the error flag reflects the latest interval only."""
+    if total is None:
+        return batch
+    if batch.error:
+        return total.model_copy(update={"error": batch.error})
+    return total.model_copy(update={"error": None}).merged(batch)
+
+
+def run_analysis(
+    env: Environment,
+    release: Release,
+    new_instances: list[Instance],
+    stable_instances: list[Instance],
+    policy: Policy,
+    label: str,
+) -> AnalysisRun:
+    """Measure and judge the new release for the policy's window; returns the decision."""
+    logger = run_logger()
+    started = time.monotonic()
+    deadline = started + policy.window_s
+    extensions = errors_in_a_row = 0
+    new_total: Samples | None = None
+    stable_total: Samples | None = None
+    records: list[IntervalRecord] = []
+    sources = env.metric_sources()
+    while True:
+        interval = max(0.2, min(policy.interval_s, deadline - time.monotonic()))
+        new_scope = scope_for(env, "new", env.running(new_instances), release)
+        stable_scope = None
+        if policy.baseline is None and stable_instances:
+            stable_scope = scope_for(env, "stable", env.running(stable_instances), release)
+        tolerate = policy.tolerate_source_errors
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            new_future = pool.submit(measure, sources, new_scope, interval, env.router, tolerate)
+            stable_future = (
+                pool.submit(measure, sources, stable_scope, interval, env.router, tolerate)
+                if stable_scope is not None
+                else None
+            )
+            new_batch = new_future.result()
+            stable_batch = stable_future.result() if stable_future is not None else None
+        # after the interval, so an instance that died during it is noticed now
+        gone = len(new_instances) - len(env.running(new_instances))
+        new_total = _accumulate(new_total, new_batch)
+        if stable_batch is not None:
+            stable_total = _accumulate(stable_total, stable_batch)
+        baseline = policy.baseline
+        if baseline is None and stable_total is not None and not stable_total.error:
+            baseline = stable_total
+        verdict = analyze(new_total, env.verification, baseline)
+        if gone:
+            verdict = verdict.model_copy(
+                update={
+                    "outcome": Outcome.FAILED,
+                    "reasons": [
+                        f"{gone} instance(s) of the new release stopped running",
+                        *verdict.reasons,
+                    ],
+                }
+            )
+        errors_in_a_row = errors_in_a_row + 1 if verdict.outcome is Outcome.ERROR else 0
+        window_over = time.monotonic() >= deadline - 0.05 or (
+            policy.min_requests is not None and new_total.requests >= policy.min_requests
+        )
+        action = decide(
+            verdict,
+            window_over,
+            extensions,
+            policy.max_extensions,
+            errors_in_a_row,
+            policy.max_errors,
+            policy.kind,
+        )
+        records.append(
+            IntervalRecord(
+                at=datetime.now(UTC),
+                elapsed_s=round(time.monotonic() - started, 2),
+                new_requests=new_total.requests,
+                new_errors=new_total.errors,
+                new_error_rate=round(new_total.error_rate, 4),
+                new_p95_ms=new_total.p95_ms,
+                stable_p95_ms=baseline.p95_ms if baseline is not None else None,
+                p95_limit_ms=verdict.p95_limit_ms,
+                outcome=verdict.outcome.value,
+                action=action.value,
+                reasons="; ".join([*verdict.reasons, *new_total.warnings])[:300],
+            )
+        )
+        logger.info(
+            "%s %.1fs: %s -> %s", label, records[-1].elapsed_s, verdict.line(), action.value
+        )
+        if action is Action.CONTINUE:
+            kill_point(f"{policy.kill_point}-{env.name}")
+            continue
+        if action is Action.EXTEND:
+            extensions += 1
+            deadline = time.monotonic() + policy.window_s
+            continue
+        break
+    result = AnalysisRun(
+        label=label,
+        policy=policy.kind,
+        action=action,
+        verdict=verdict,
+        intervals=records,
+        extensions=extensions,
+        seconds=time.monotonic() - started,
+        new_samples=new_total,
+        stable_samples=stable_total if policy.baseline is None else policy.baseline,
+    )
+    logger.info("%s", result.summary())
+    return result
+
+
+@task(name="analyze", task_run_name="analyze {label}")
+def analyze_step(
+    env: Environment,
+    release: Release,
+    new_instances: list[Instance],
+    stable_instances: list[Instance],
+    label: str,
+    window_s: float,
+    interval_s: float,
+    max_extensions: int,
+) -> AnalysisRun:
+    """A canary or rolling step: the new release against the stable one, side by side."""
+    policy = Policy(
+        kind="step", window_s=window_s, interval_s=interval_s, max_extensions=max_extensions
+    )
+    return run_analysis(env, release, new_instances, stable_instances, policy, label)

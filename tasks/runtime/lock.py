@@ -1,0 +1,202 @@
+"""One delivery per environment: a Prefect global concurrency limit with one slot per environment.
+
+The slot is a lease on the Prefect server (``delivery-env-<name>``, limit 1), so it holds across
+processes and workers; a second delivery waits for it (default) or is refused with a clear
+message. The lease is renewed in the background while the holder works.
+
+A holder killed with SIGKILL cannot release its lease; the server would only reclaim it when it
+expires (a minute or more). A local ``flock`` beside the environment's state, which the kernel
+releases when the holder dies, tells the next holder on the same machine that the lease it
+finds recorded there is stale, and it releases it at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+
+from prefect_delivery.blocks.errors import InfrastructureError
+from prefect_delivery.tasks.runtime.log import run_logger
+
+LEASE_S = 60.0  # the server's minimum lease
+POLL_S = 0.5
+
+
+class EnvironmentBusy(InfrastructureError):
+    """Another delivery holds the environment and the caller chose not to wait (a transient
+    condition of the machinery: the same run later finds it free)."""
+
+
+def limit_name(environment: str) -> str:
+    return f"delivery-env-{environment}"
+
+
+def _acquire_lease(client, name: str, holder: str) -> UUID | None:
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    try:
+        response = client.increment_concurrency_slots_with_lease(
+            names=[name],
+            slots=1,
+            mode="concurrency",
+            lease_duration=LEASE_S,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(holder))
+            if _is_uuid(holder)
+            else None,
+        )
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 423:  # slots taken right now
+            return None
+        raise
+    return UUID(response.json()["lease_id"])
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+@contextmanager
+def environment_lock(
+    environment: str,
+    state_dir: str,
+    holder: str,
+    on_busy: Literal["wait", "refuse"] = "wait",
+    timeout_s: float | None = None,
+) -> Iterator[None]:
+    """Hold the environment's single delivery slot for the duration of the block."""
+    logger = run_logger()
+    path = Path(state_dir) / "locks" / f"{environment}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+    started = time.monotonic()
+    try:
+        if not _flock(handle, wait=False, timeout_s=None):
+            if on_busy == "refuse":
+                raise EnvironmentBusy(
+                    f"environment {environment!r} is being delivered by {_describe(path)}; "
+                    "wait for it to finish, or run again without refusing (the default waits)."
+                )
+            logger.info(
+                "%s is busy with another delivery (%s); waiting for it",
+                environment,
+                _describe(path),
+            )
+            if not _flock(handle, wait=True, timeout_s=timeout_s):
+                raise EnvironmentBusy(
+                    f"environment {environment!r} stayed busy for {timeout_s:.0f}s "
+                    f"({_describe(path)})."
+                )
+        with get_client(sync_client=True) as client:
+            name = limit_name(environment)
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+            stale = _read(handle).get("lease_id")
+            if stale:
+                logger.warning(
+                    "%s: the previous holder (%s) died holding the slot; releasing its lease",
+                    environment,
+                    _read(handle).get("holder"),
+                )
+                try:
+                    client.release_concurrency_slots_with_lease(UUID(stale))
+                except Exception:  # noqa: BLE001 - already expired or released
+                    pass
+            lease = _acquire_lease(client, name, holder)
+            announced = False
+            while lease is None:
+                if on_busy == "refuse":
+                    raise EnvironmentBusy(
+                        f"environment {environment!r} is being delivered elsewhere (its Prefect "
+                        f"concurrency limit {name!r} is taken); wait for it, or run again "
+                        "without refusing."
+                    )
+                if timeout_s is not None and time.monotonic() - started > timeout_s:
+                    raise EnvironmentBusy(
+                        f"environment {environment!r} stayed busy for {timeout_s:.0f}s "
+                        f"(concurrency limit {name!r})."
+                    )
+                if not announced:
+                    logger.info("%s is busy with another delivery; waiting for it", environment)
+                    announced = True
+                time.sleep(POLL_S)
+                lease = _acquire_lease(client, name, holder)
+        _write(handle, {"lease_id": str(lease), "holder": holder, "pid": os.getpid()})
+        waited = time.monotonic() - started
+        if waited > 1:
+            logger.info("%s: got the delivery slot after %.1fs", environment, waited)
+        stop = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lease, stop), daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join(5)
+            with get_client(sync_client=True) as client:
+                try:
+                    client.release_concurrency_slots_with_lease(lease)
+                except Exception as exc:  # noqa: BLE001 - it expires by itself
+                    logger.warning("could not release the slot of %s: %s", environment, exc)
+            _write(handle, {})
+    finally:
+        handle.close()  # also drops the flock
+
+
+def _renew(lease: UUID, stop: threading.Event) -> None:
+    while not stop.wait(LEASE_S / 3):
+        try:
+            with get_client(sync_client=True) as client:
+                client.renew_concurrency_lease(lease, LEASE_S)
+        except Exception:  # noqa: BLE001 - retried at the next tick
+            continue
+
+
+def _flock(handle, wait: bool, timeout_s: float | None) -> bool:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if not wait or (deadline is not None and time.monotonic() > deadline):
+                return False
+            time.sleep(POLL_S)
+
+
+def _read(handle) -> dict:
+    handle.seek(0)
+    try:
+        return json.loads(handle.read() or "{}")
+    except ValueError:
+        return {}
+
+
+def _write(handle, data: dict) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps(data))
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _describe(path: Path) -> str:
+    try:
+        data = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        data = {}
+    holder = data.get("holder")
+    return f"flow run {holder}" if holder else "another delivery"

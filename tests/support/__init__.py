@@ -1,0 +1,170 @@
+"""Helpers shared by the integration and end-to-end tests: real servers, real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+class session_dir:  # noqa: N801 - a namespace
+    path: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def short_tmpdir(prefix: str = "pd-") -> Path:
+    """A short path under /tmp: unix sockets must stay under 108 characters."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+class PrefectServer:
+    """`prefect server start` on a free loopback port with its own PREFECT_HOME."""
+
+    def __init__(self, home: str, port: int | None = None, ui: bool = False):
+        self.home = home
+        self.port = port or free_port()
+        self.ui = ui
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(home) / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PREFECT_HOME=self.home,
+            PREFECT_API_URL=self.api_url,
+            PREFECT_UI_API_URL=self.api_url,
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_ENABLED="true" if self.ui else "false",
+            DO_NOT_TRACK="1",
+        )
+        return env
+
+    def start(self, timeout: float = 90) -> None:
+        Path(self.home).mkdir(parents=True, exist_ok=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"prefect server did not start in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    failed: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    versions: Counter = field(default_factory=Counter)
+
+
+class SteadyLoad:
+    """Requests against a URL from background threads until stopped; counts every failure."""
+
+    def __init__(
+        self, url: str, path: str = "/version", concurrency: int = 2, max_requests: int = 200_000
+    ):
+        self.url = url
+        self.path = path
+        self.concurrency = concurrency
+        self.max_requests = max_requests
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def _worker(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while not self._stop.is_set():
+                with self._lock:
+                    if self.result.requests >= self.max_requests:
+                        return
+                try:
+                    response = client.get(self.path)
+                    ok = response.status_code < 400
+                    label = str(response.status_code)
+                    version = response.json().get("version") if ok else None
+                except (httpx.HTTPError, ValueError) as exc:
+                    ok, label, version = False, type(exc).__name__, None
+                with self._lock:
+                    self.result.requests += 1
+                    self.result.statuses[label] += 1
+                    if version:
+                        self.result.versions[version] += 1
+                    if not ok:
+                        self.result.failed += 1
+
+    def __enter__(self) -> SteadyLoad:
+        for _ in range(self.concurrency):
+            thread = threading.Thread(target=self._worker, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
+def have(binary: str) -> bool:
+    return shutil.which(binary) is not None

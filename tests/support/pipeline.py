@@ -1,0 +1,88 @@
+"""Helpers for tests that run the delivery pipeline for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+
+def commit_release(
+    repo,
+    version: str,
+    fault: str = "none",
+    extra: dict | None = None,
+    startup_timeout_s: float | None = None,
+) -> str:
+    """Commit a release of hello-service: its version, a baked fault, extra files."""
+    import re
+
+    from prefect_delivery.flows.cli.demo import set_fault, set_version
+
+    set_version(repo, version)
+    set_fault(repo, fault)
+    if startup_timeout_s is not None:
+        manifest = Path(repo.path) / "delivery.toml"
+        manifest.write_text(
+            re.sub(
+                r"^startup_timeout_s = .*$",
+                f"startup_timeout_s = {startup_timeout_s}",
+                manifest.read_text(),
+                flags=re.M,
+            )
+        )
+    for relpath, text in (extra or {}).items():
+        path = Path(repo.path) / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return repo.commit_all(f"release {version} ({fault})")
+
+
+def deliver(repo, commit: str, envs, store: str, **kwargs):
+    """Run the delivery flow; returns (summary, error) where error is the DeliveryFailed."""
+    from prefect_delivery.flows.delivery import DeliveryFailed, delivery
+
+    try:
+        summary = delivery(
+            service_dir=repo.path,
+            commit=commit,
+            environments=[e.name for e in envs],
+            auto_approve=kwargs.pop("auto_approve", True),
+            artifact_store=store,
+            **kwargs,
+        )
+        return summary, None
+    except DeliveryFailed as exc:
+        return exc.summary, exc
+
+
+def served_version(env) -> dict:
+    return httpx.get(env.url + "/version", timeout=5).json()
+
+
+def build_release(repo, version: str, fault: str = "none", store_root: str = "") -> object:
+    """Commit and build one release of hello-service without running a delivery."""
+    from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.tasks.build import build, checkout
+    from prefect_delivery.tasks.source import resolve_source
+
+    sha = commit_release(repo, version, fault=fault, startup_timeout_s=5)
+    co = checkout.fn(resolve_source(repo.path, sha))
+    return build.fn(co, ArtifactStore(root=store_root))
+
+
+def verification_for_tests():
+    """Verification thresholds of test environments: 100 requests, 50 for a verdict, and
+    100 ms of absolute p95 slack (on a loaded 2-core machine with dockerd, browsers and
+    servers, a good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms;
+    the latency rule itself is unit-tested)."""
+    from prefect_delivery.blocks.settings import VerificationSettings
+
+    return VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100)
+
+
+def stop_environment(env) -> None:
+    """Stop every instance of a test environment and its HAProxy."""
+    for instance in env.target.list(env.name):
+        env.target.stop(instance, timeout_s=5)
+    env.router.stop()
