@@ -102,6 +102,10 @@ def bench_demo() -> None:
             production_port=free_port(),
             bake_s=5,
             keep_previous_s=0,
+            instances=1,  # the figures below were measured with one instance per release
+            step_pause_s=5,
+            analysis_interval_s=1,
+            allow_auto_approval=True,
             databases=False,  # the figures below are the pipeline's own (no migrations)
         )
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from prefect.blocks.core import Block
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from prefect_delivery.blocks.database import PostgresDatabase
 from prefect_delivery.blocks.ledger import Ledger
@@ -24,7 +24,11 @@ from prefect_delivery.blocks.paths import default_state_dir
 from prefect_delivery.blocks.release import Instance
 from prefect_delivery.blocks.routing import RouterBlock
 from prefect_delivery.blocks.secrets import load_secret
-from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.settings import (
+    PromotionPolicy,
+    StrategySettings,
+    VerificationSettings,
+)
 from prefect_delivery.blocks.targets import TargetBlock, target_kind
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -52,8 +56,9 @@ class Environment(Block):
     bake_s: float = Field(
         default=3600.0, ge=0, description="Monitored bake window after a production deploy."
     )
-    requires_approval: bool = Field(
-        default=False, description="A human must approve before a release reaches it."
+    promotion: PromotionPolicy = Field(
+        default_factory=PromotionPolicy,
+        description="Who and what may send a release here: upstream, approval, approvers.",
     )
     capacity: int | None = Field(
         default=None,
@@ -88,6 +93,22 @@ class Environment(Block):
         "of a Prefect Secret block (e.g. {'PAYMENTS_TOKEN': 'payments-token'}). Only block "
         "names live here; the values stay in the Secret blocks.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _requires_approval_moved(cls, data: object) -> object:
+        """Blocks saved before the promotion policy carry `requires_approval` at the top."""
+        if isinstance(data, dict) and "requires_approval" in data:
+            data = dict(data)
+            flag = data.pop("requires_approval")
+            promotion = dict(data.get("promotion") or {})
+            promotion.setdefault("requires_approval", bool(flag))
+            data["promotion"] = promotion
+        return data
+
+    @property
+    def requires_approval(self) -> bool:
+        return self.promotion.requires_approval
 
     @field_validator("instance_secrets")
     @classmethod

@@ -14,18 +14,38 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The most an error message quotes of something else's output (an instance's log tail).
+MAX_QUOTE = 2000
+
 
 class DeliveryError(Exception):
-    """Base class of every error this project raises on purpose."""
+    """Base class of every error this project raises on purpose. Its message is masked: a
+    secret value the process knows (blocks/secrets.py) never leaves in an error, a state
+    message, a ledger line or an event built from it."""
+
+    def __init__(self, *args: object):
+        from prefect_delivery.blocks.secrets import mask
+
+        super().__init__(*(mask(a) if isinstance(a, str) else a for a in args))
+
+
+def quoted(text: str, limit: int = MAX_QUOTE) -> str:
+    """Output of something else (an instance's log) as an error quotes it: masked, bounded."""
+    from prefect_delivery.blocks.secrets import mask
+
+    cleaned = mask(text)
+    return cleaned if len(cleaned) <= limit else "[...] " + cleaned[-limit:]
 
 
 class ConfigError(DeliveryError):
     """Bad input, reported as: where, what is wrong, and how to fix it."""
 
     def __init__(self, where: str, problem: str, fix: str | None = None):
-        self.where = where
-        self.problem = problem
-        self.fix = fix
+        from prefect_delivery.blocks.secrets import mask
+
+        self.where = mask(where)
+        self.problem = mask(problem)
+        self.fix = mask(fix) if fix else fix
         text = f"{where}: {problem}"
         if fix:
             text += f" Fix: {fix}"
@@ -44,8 +64,10 @@ class GateFailed(VerdictError):
     """A named gate (tests, verification, approval, analysis) said no."""
 
     def __init__(self, gate: str, reason: str, details: dict[str, Any] | None = None):
+        from prefect_delivery.blocks.secrets import mask
+
         self.gate = gate
-        self.reason = reason
+        self.reason = mask(reason)
         self.details = details or {}
         super().__init__(f"{gate} failed: {reason}")
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.secrets import mask_data
 
 EVENTS = (
     "deployed",
@@ -26,6 +27,8 @@ EVENTS = (
     "approved",
     "rejected",
     "migrated",
+    "approval-refused",
+    "approval-void",
 )
 
 
@@ -54,7 +57,7 @@ class Ledger:
             event=event,
             release=release,
             run_id=run_id,
-            details=details,
+            details=mask_data(details),
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (entry.model_dump_json() + "\n").encode()

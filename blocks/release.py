@@ -75,6 +75,9 @@ class Release(BaseModel):
     commit: str = Field(min_length=40, max_length=40)
     artifact: Artifact
     run: RunSpec
+    author: str | None = Field(
+        default=None, description="The commit's author, 'Name <email>' (self-approval rule)."
+    )
 
     @property
     def digest(self) -> str:

@@ -53,6 +53,18 @@ def mask(text: Any) -> str:
     return result
 
 
+def mask_data(value: Any) -> Any:
+    """``value`` with every string inside it (dicts, lists) masked: for ledger lines, event
+    payloads and artifact tables."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: mask_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_data(v) for v in value]
+    return value
+
+
 class MaskSecrets(logging.Filter):
     """A filter for handlers: rewrites records that carry a known secret value."""
 

@@ -113,3 +113,58 @@ class StrategySettings(BaseModel):
                 f"(got {self.instances}); use blue-green for a single instance"
             )
         return self
+
+
+class PromotionPolicy(BaseModel):
+    """Who and what may send a release into an environment. It lives in the Environment block,
+    editable only where blocks are (the UI's Blocks page, Python, `delivery setup`): a run's
+    parameters and the CLI's flags choose what to deliver and where, never weaken this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upstream: str | None = Field(
+        default=None,
+        description="The environment that must have verified a digest before it may come here "
+        "(production: staging). None: a first environment, reachable from a build.",
+    )
+    requires_approval: bool = Field(
+        default=False, description="A person must approve each release before it comes here."
+    )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may approve (names or handles, compared without case). Empty: anyone "
+        "with access to the Prefect UI or `delivery approve`.",
+    )
+    allow_self_approval: bool = Field(
+        default=False,
+        description="May the author of the commit approve their own release? (Default: no.)",
+    )
+    allow_auto_approval: bool = Field(
+        default=False,
+        description="May a run's auto_approve satisfy the approval here? (Default: no; a demo "
+        "or a trusted pipeline turns it on for a named environment.)",
+    )
+
+    @field_validator("approvers")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        names = [v.strip() for v in value]
+        if any(not n for n in names):
+            raise ValueError("approvers: an empty name; list names or handles, e.g. ['alice']")
+        return names
+
+    def may_approve(self, approver: str) -> bool:
+        return not self.approvers or approver.strip().lower() in {
+            a.lower() for a in self.approvers
+        }
+
+    def describe(self) -> str:
+        parts = [f"upstream {self.upstream}" if self.upstream else "no upstream"]
+        if self.requires_approval:
+            who = ", ".join(self.approvers) if self.approvers else "anyone"
+            parts.append(f"approval by {who}")
+            parts.append("self-approval " + ("allowed" if self.allow_self_approval else "refused"))
+            parts.append("auto-approval " + ("allowed" if self.allow_auto_approval else "refused"))
+        else:
+            parts.append("no approval")
+        return "; ".join(parts)

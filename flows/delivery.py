@@ -59,6 +59,7 @@ from prefect_delivery.tasks.deploy import retire_previous
 from prefect_delivery.tasks.manifest import describe_validation_error
 from prefect_delivery.tasks.migrate import migration_phase
 from prefect_delivery.tasks.monitor import bake
+from prefect_delivery.tasks.promotion import check_request
 from prefect_delivery.tasks.revert import revert
 from prefect_delivery.tasks.runtime import checkpoint, events
 from prefect_delivery.tasks.runtime.commit_param import CommitInput, commit_id
@@ -167,13 +168,41 @@ def _check_environments(names: list[str]) -> list[Environment]:
 
 
 def require_verified_upstream(upstream: Environment, release: Release) -> None:
-    """Production only receives a digest its upstream environment verified."""
+    """The environment before this one in the run must have verified the digest."""
     verified = [r.digest for r in upstream.ledger().verified_releases()]
     if release.digest not in verified:
         raise GateFailed(
             "promotion",
             f"{release.label} was not verified in {upstream.name}; refusing to promote it.",
         )
+
+
+def _verified_commits(name: str) -> set[str]:
+    """Commits an environment's ledger records as verified (for the policy check)."""
+    try:
+        env = Environment.load(name)
+    except (ValueError, RuntimeError):
+        return set()
+    return {r.commit for r in env.ledger().verified_releases()}
+
+
+def _source(service_dir: str, commit: CommitInput, envs: list[Environment], run_id):
+    """The commit to deliver: what this run resolved when it first started (a run restarted
+    after a suspended approval delivers that, not what HEAD names now), else ``commit``."""
+    asked = commit_id(commit)
+    source = resolve_source(service_dir, asked)
+    pinned = checkpoint.pinned_commit(envs[0].state_dir, run_id)
+    if pinned and pinned != source.commit:
+        run_logger().warning(
+            "This run resolved %r to %s when it started; delivering that commit (it now "
+            "names %s)",
+            asked,
+            pinned,
+            source.commit,
+        )
+        source = resolve_source(service_dir, pinned)
+    checkpoint.pin_commit(envs[0].state_dir, run_id, source.commit, str(asked))
+    return source
 
 
 @flow(name="delivery", flow_run_name="deliver {service_dir} @ {commit}", log_prints=True)
@@ -217,9 +246,10 @@ def delivery(
             "'suspend' needs a run of a deployment (a worker restarts it after the answer).",
             "run it through a deployment (prefect.yaml), or use approval_mode='pause'.",
         )
-    source = resolve_source(service_dir, commit_id(commit))
-    summary = DeliverySummary(service=Path(service_dir).name, commit=source.commit)
     envs = _check_environments(names)
+    source = _source(service_dir, commit, envs, run_id)
+    check_request(envs, source.commit, auto_approve, _verified_commits)
+    summary = DeliverySummary(service=Path(service_dir).name, commit=source.commit)
     store = ArtifactStore.load(artifact_store)
     count = shards or default_shards()
 
@@ -251,6 +281,9 @@ def delivery(
         for env in envs:
             if previous is not None:
                 require_verified_upstream(previous, release)
+            if env.promotion.upstream and env.promotion.upstream != getattr(previous, "name", None):
+                upstream = Environment.load(env.promotion.upstream)
+                require_verified_upstream(upstream, release)
             if env.requires_approval:
                 with summary.stage(f"approval {env.name}") as record:
                     decision = _approve(

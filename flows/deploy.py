@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
 from prefect_delivery.blocks.environment import Environment
@@ -20,12 +19,19 @@ from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks import strategies
 from prefect_delivery.tasks.analysis_run import Action, StepAnalysis, analyze_step
 from prefect_delivery.tasks.deploy import launch, reconcile, replace, shift
+from prefect_delivery.tasks.promotion import promotion_gate
+from prefect_delivery.tasks.reconcile import decide_reconcile
 from prefect_delivery.tasks.revert import revert
 from prefect_delivery.tasks.runtime.context import current_run_id
 from prefect_delivery.tasks.runtime.kill_points import kill_point
 from prefect_delivery.tasks.runtime.log import run_logger
-from prefect_delivery.tasks.runtime.report import fmt_ms, publish_table
-from prefect_delivery.tasks.verify import VerificationResult, measure_baseline, verify
+from prefect_delivery.tasks.runtime.report import fmt_ms, publish_markdown, publish_table
+from prefect_delivery.tasks.verify import (
+    VerificationResult,
+    measure_baseline,
+    recorded_figures,
+    verify,
+)
 
 
 class StepRecord(BaseModel):
@@ -66,6 +72,9 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
     """Deploy ``release`` to the environment named by an Environment block."""
     logger = run_logger()
     env = Environment.load(environment)
+    verified = [r.digest for r in env.ledger().verified_releases()]
+    if not decide_reconcile(env.observe(), release.digest, verified).already_live:
+        promotion_gate(env, release)  # before anything here changes, reconciliation included
     rec = reconcile(env, release)
     outcome = DeployOutcome(
         environment=env.name,
@@ -177,6 +186,7 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
         current_run_id(),
         previous=rec.stable.digest if rec.stable else None,
         verdict=outcome.verification.verdict.line() if outcome.verification else "",
+        figures=recorded_figures(outcome.verification.samples) if outcome.verification else None,
     )
     _publish_report(outcome)
     logger.info("%s now serves %s (verified)", env.name, release.label)
@@ -268,7 +278,7 @@ def _publish_report(outcome: DeployOutcome) -> None:
             description=f"Steps of the {outcome.strategy} deploy of {outcome.release.label} "
             f"to {outcome.environment}",
         )
-        create_markdown_artifact(
+        publish_markdown(
             markdown=report_markdown(outcome),
             key=f"deploy-report-{outcome.environment}",
             description=f"Why {outcome.release.label} was "

@@ -40,6 +40,7 @@ from prefect_delivery.tasks.migrate import (
     schema_gate,
     verify_schema,
 )
+from prefect_delivery.tasks.promotion import promotion_gate
 from prefect_delivery.tasks.runtime.context import current_run_id
 from prefect_delivery.tasks.runtime.log import run_logger
 
@@ -98,6 +99,7 @@ def migrate(environment: str, release: Release) -> MigrationOutcome:
     rehearsal = gate = None
     applying = False
     try:
+        promotion_gate(env, release)
         rehearsal = rehearse(env, release, plan)
         gate = schema_gate(env, release, plan)
         applying = True

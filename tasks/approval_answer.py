@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from prefect_delivery.blocks.errors import ConfigError, DeliveryError
+from prefect_delivery.blocks.errors import ConfigError, InfrastructureError, VerdictError
 from prefect_delivery.tasks.approve import environment_of_key
 
 
@@ -32,6 +32,28 @@ def _not_an_approval(run_id: str, name: str, what: str) -> ConfigError:
         f"is paused for something else ({what}), not for a delivery approval.",
         "resume it in the Prefect UI; `delivery approve` only answers approval gates.",
     )
+
+
+def approver_refusal(environment: str, approver: str, shown: dict[str, str]) -> str | None:
+    """The environment's policy on who may approve, checked before the run is resumed (the
+    run checks it again: it is the authority)."""
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.tasks.promotion import answer_refusal
+
+    try:
+        env = Environment.load(environment)
+    except (ValueError, RuntimeError):
+        return None  # the run checks it against the block it loaded
+    commit = shown.get("commit") or "0" * 40
+    release = _Shown(commit=commit, author=shown.get("author") or None)
+    return answer_refusal(env.promotion, env.name, approver, release)
+
+
+class _Shown(BaseModel):
+    """The part of a release an approval form shows (for the refusal message)."""
+
+    commit: str
+    author: str | None = None
 
 
 def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> AnswerResult:
@@ -92,9 +114,25 @@ def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> 
         if not {"approved", "approver", "reason"} <= set(schema.get("properties", {})):
             raise _not_an_approval(str(flow_run_id), run.name, "its form is not an Approval")
 
+        shown = {
+            name: prop.get("default", "")
+            for name, prop in schema.get("properties", {}).items()
+            if name in ("commit", "digest", "author")
+        }
+        if approved:
+            refusal = approver_refusal(environment, approver, shown)
+            if refusal:
+                raise ConfigError(f"--approver {approver!r}", refusal)
         result = client.resume_flow_run(
             flow_run_id,
-            run_input={"approved": approved, "approver": approver, "reason": reason},
+            run_input={
+                "approved": approved,
+                "approver": approver,
+                "reason": reason,
+                "commit": shown.get("commit", ""),
+                "digest": shown.get("digest", ""),
+                "author": shown.get("author", ""),
+            },
         )
     if result.status == SetStateStatus.ACCEPT:
         return AnswerResult(
@@ -106,8 +144,8 @@ def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> 
         )
     detail = getattr(result.details, "reason", "") or ""
     if result.state is not None and result.state.is_failed():
-        raise DeliveryError(
+        raise VerdictError(
             f"flow run {flow_run_id} ({run.name}) can no longer be answered: its approval "
             f"window closed (timed out). {detail}".strip()
         )
-    raise DeliveryError(f"the server did not resume flow run {flow_run_id}: {detail}")
+    raise InfrastructureError(f"the server did not resume flow run {flow_run_id}: {detail}")

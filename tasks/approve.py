@@ -20,6 +20,7 @@ artifact (``approval-<env>``) and as a ``delivery.release.approval-decided`` eve
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -31,7 +32,7 @@ from prefect_delivery.blocks.release import Release
 from prefect_delivery.tasks.analysis import Verdict
 from prefect_delivery.tasks.runtime import events
 from prefect_delivery.tasks.runtime.log import run_logger
-from prefect_delivery.tasks.runtime.report import fmt_ms
+from prefect_delivery.tasks.runtime.report import fmt_ms, publish_markdown
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
 KEY_PREFIX = "approve-"
@@ -41,7 +42,9 @@ DecisionKind = Literal["approved", "rejected", "timed-out", "automatic"]
 
 
 class Approval(RunInput):
-    """What the approver fills in on the Resume form."""
+    """What the approver fills in on the Resume form. ``commit`` and ``digest`` come filled in
+    with the release the form was shown for; an answer that names another one approves
+    nothing."""
 
     approved: bool = Field(
         default=False,
@@ -57,6 +60,13 @@ class Approval(RunInput):
         description="Why (a ticket, a change window, what you checked); recorded with the "
         "decision.",
     )
+    commit: str = Field(
+        default="", description="The commit this answer is about (filled in: leave it)."
+    )
+    digest: str = Field(
+        default="", description="The artifact digest this answer is about (filled in: leave it)."
+    )
+    author: str = Field(default="", description="The commit's author (filled in).")
 
 
 class ApprovalDecision(BaseModel):
@@ -115,18 +125,42 @@ def upstream_evidence(env: Any, release: Release, verdict: Verdict | None) -> Up
     )
 
 
-def approval_key(environment: str, flow_run_id: str) -> str:
-    """Pause keys are lowercase letters, digits and dashes: one per environment and run."""
-    raw = f"{KEY_PREFIX}{environment}-{flow_run_id}".lower()
+def approval_key(
+    environment: str, flow_run_id: str, digest: str | None = None, attempt: int = 0
+) -> str:
+    """Pause keys are lowercase letters, digits and dashes: one per environment, release
+    (the first 12 hex digits of its digest), attempt and run. An answer given under one key
+    approves only that release: a run that arrives at the gate with another digest finds no
+    answer under its own key and asks again."""
+    middle = f"-{digest_part(digest)}-{attempt}" if digest else ""
+    raw = f"{KEY_PREFIX}{environment}{middle}-{flow_run_id}".lower()
     return KEY_RE.sub("-", raw).strip("-")
+
+
+def digest_part(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12].lower()
+
+
+KEY_PARTS = re.compile(
+    rf"^{KEY_PREFIX}(?P<env>.+?)(?:-(?P<digest>[0-9a-f]{{12}})-(?P<n>\d+))?-"
+    rf"(?P<run>{UUID_TAIL})$"
+)
+
+
+def key_parts(key: str | None) -> tuple[str, str | None, int] | None:
+    """(environment, digest part, attempt) of an approval pause key; None for another pause."""
+    if not key or not key.startswith(KEY_PREFIX):
+        return None
+    match = KEY_PARTS.match(key)
+    if not match:
+        return None
+    return match["env"], match["digest"], int(match["n"] or 0)
 
 
 def environment_of_key(key: str | None) -> str | None:
     """The environment an approval pause key names, or None for any other pause."""
-    if not key or not key.startswith(KEY_PREFIX):
-        return None
-    match = re.match(rf"^{KEY_PREFIX}(.+)-{UUID_TAIL}$", key)
-    return match.group(1) if match else None
+    parts = key_parts(key)
+    return parts[0] if parts else None
 
 
 def auto_decision(environment: str, release: Release, by: str) -> ApprovalDecision:
@@ -245,8 +279,6 @@ def _wait_for_pause_expiry(flow_run_id: str, timeout_s: float = 30) -> None:
     Failed("... never resumed"); once it has failed the run (within its 5 s loop), the flow's
     own final state (``ApprovalTimedOut``, with the reason) is accepted over it.
     """
-    import time
-
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout_s
@@ -256,6 +288,44 @@ def _wait_for_pause_expiry(flow_run_id: str, timeout_s: float = 30) -> None:
             if state is None or not state.is_paused():
                 return
             time.sleep(0.5)
+
+
+def _timed_out(env: Any, release: Release, timeout_s: int, flow_run_id: str) -> ApprovalDecision:
+    _wait_for_pause_expiry(flow_run_id)
+    return ApprovalDecision(
+        environment=env.name,
+        release=release,
+        approved=False,
+        approver="(nobody)",
+        reason=f"approval timed out: no answer within {timeout_s}s",
+        decided_at=datetime.now(UTC),
+        automatic=False,
+        kind="timed-out",
+    )
+
+
+def answer_problem(env: Any, release: Release, answer: Approval) -> str | None:
+    """Why an answer from the form cannot decide (None: it can): it names another release,
+    or its approver may not approve here (the list, or their own commit)."""
+    from prefect_delivery.tasks.promotion import answer_refusal
+
+    if (answer.digest, answer.commit) != (release.digest, release.commit):
+        return (
+            f"the answer is about {answer.commit[:12] or '?'} / {answer.digest[:19] or '?'}, "
+            f"not the release waiting here ({release.commit[:12]} / {release.digest[:19]}); "
+            "an approval counts only for what it was shown"
+        )
+    if not answer.approved:
+        return None  # anyone may stop a release
+    return answer_refusal(env.promotion, env.name, answer.approver, release)
+
+
+def _record_once(env: Any, event: str, release: Release, run_id: str, key: str, **details):
+    """A ledger line about a pause key, once (a restarted run passes the same keys again)."""
+    ledger = env.ledger()
+    if any(e.event == event and e.details.get("key") == key for e in ledger.entries()):
+        return
+    ledger.append(event, release, run_id, key=key, **details)
 
 
 def request_approval(
@@ -268,53 +338,88 @@ def request_approval(
     mode: Mode = "pause",
     migration_phase: str | None = None,
 ) -> ApprovalDecision:
-    """Wait for a human's answer (pause or suspend), or the timeout. Returns the decision."""
+    """Wait for a person's answer (pause or suspend), or the timeout. Returns the decision.
+
+    The answer must be about this release (its key and its form carry the digest) and come
+    from someone the environment's policy lets approve; otherwise it is recorded as refused,
+    said in the log, and the gate asks again until its time is up."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run, suspend_flow_run
 
     logger = run_logger()
-    key = approval_key(env.name, flow_run_id)
-    resumed = key in _fired_pause_keys(
-        flow_run_id
-    )  # a suspended run restarted from the top after its answer
+    fired = _fired_pause_keys(flow_run_id)
+    mine = digest_part(release.digest)
+    for old in sorted(fired):
+        parts = key_parts(old)
+        if parts and parts[0] == env.name and parts[1] and parts[1] != mine:
+            _record_once(
+                env,
+                "approval-void",
+                release,
+                flow_run_id,
+                old,
+                reason=f"an answer given for digest {parts[1]} does not approve {mine}; "
+                "asked again",
+            )
+            logger.warning(
+                "%s: the answer under %s was for another release (%s); asking again for %s",
+                env.name,
+                old,
+                parts[1],
+                release.label,
+            )
     form = Approval.with_initial_data(
         description=approval_description(
             env.name, release, evidence, summary_markdown, migration_phase, timeout_s
-        )
+        ),
+        commit=release.commit,
+        digest=release.digest,
+        author=release.author or "",
     )
-    if not resumed:
-        events.approval_requested(env.name, release, key, timeout_s, mode)
-        logger.info(
-            "Waiting up to %ss for approval of %s in %s (%s, pause key %s); resume the run in "
-            "the Prefect UI or run `delivery approve %s --approver NAME --reason TEXT`",
-            timeout_s,
-            release.label,
-            env.name,
-            mode,
-            key,
-            flow_run_id,
-        )
-    try:
-        if mode == "suspend":
-            answer = suspend_flow_run(wait_for_input=form, key=key, timeout=timeout_s)
-        else:
-            # Prefect polls every 10 s by default; an approver waiting for "deploying" to
-            # appear deserves better, and one read every 2 s costs nothing.
-            answer = pause_flow_run(
-                wait_for_input=form, key=key, timeout=timeout_s, poll_interval=2
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        key = approval_key(env.name, flow_run_id, release.digest, attempt)
+        remaining = max(1, int(timeout_s - (time.monotonic() - started)))
+        if key not in fired:  # not a suspended run passing a gate it was answered at
+            events.approval_requested(env.name, release, key, remaining, mode)
+            logger.info(
+                "Waiting up to %ss for approval of %s in %s (%s, pause key %s); resume the run "
+                "in the Prefect UI or run `delivery approve %s --approver NAME --reason TEXT`",
+                remaining,
+                release.label,
+                env.name,
+                mode,
+                key,
+                flow_run_id,
             )
-    except FlowPauseTimeout:
-        _wait_for_pause_expiry(flow_run_id)
-        return ApprovalDecision(
-            environment=env.name,
-            release=release,
-            approved=False,
-            approver="(nobody)",
-            reason=f"approval timed out: no answer within {timeout_s}s",
-            decided_at=datetime.now(UTC),
-            automatic=False,
-            kind="timed-out",
+        try:
+            if mode == "suspend":
+                answer = suspend_flow_run(wait_for_input=form, key=key, timeout=remaining)
+            else:
+                # Prefect polls every 10 s by default; an approver waiting for "deploying" to
+                # appear deserves better, and one read every 2 s costs nothing.
+                answer = pause_flow_run(
+                    wait_for_input=form, key=key, timeout=remaining, poll_interval=2
+                )
+        except FlowPauseTimeout:
+            return _timed_out(env, release, timeout_s, flow_run_id)
+        problem = answer_problem(env, release, answer)
+        if problem is None:
+            break
+        _record_once(
+            env,
+            "approval-refused",
+            release,
+            flow_run_id,
+            key,
+            approver=answer.approver,
+            reason=problem,
         )
+        logger.error("Approval for %s refused: %s Asking again.", env.name, problem)
+        attempt += 1
+        if time.monotonic() - started >= timeout_s:
+            return _timed_out(env, release, timeout_s, flow_run_id)
     resumed_at = _resumed_at(flow_run_id)
     approved = bool(answer.approved)
     return ApprovalDecision(
@@ -365,9 +470,7 @@ def record_decision(env: Any, decision: ApprovalDecision, flow_run_id: str | Non
         decided_at=decision.decided_at.isoformat(),
     )
     try:
-        from prefect.artifacts import create_markdown_artifact
-
-        create_markdown_artifact(
+        publish_markdown(
             markdown=decision_markdown(decision, flow_run_id),
             key=f"approval-{decision.environment}",
             description=f"Approval decision for {decision.release.label} in "

@@ -206,4 +206,5 @@ def build(co: Checkout, store: ArtifactStore) -> Release:
         commit=co.source.commit,
         artifact=artifact,
         run=manifest.run_spec(),
+        author=co.source.author,
     )

@@ -138,4 +138,5 @@ def build_image_release(co, store: ArtifactStore) -> Release:
             wheel_uri=wheel.uri,
         ),
         run=manifest.run_spec(),
+        author=co.source.author,
     )

@@ -15,10 +15,11 @@ from prefect import task
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.environment import Environment
-from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
 from prefect_delivery.blocks.metrics.probe import smoke
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks.reconcile import decide_reconcile
+from prefect_delivery.tasks.runtime.lock import assert_slot_held
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.strategies import validate_split, weights_for_share
@@ -87,11 +88,11 @@ def wait_healthy(env: Environment, instance: Instance, release: Release) -> None
             if not env.running([instance]):
                 log = env.target.logs(instance)
                 if "address already in use" in log.lower():
-                    raise InfrastructureError(f"port {instance.port} was taken: {log[-300:]}")
+                    raise InfrastructureError(f"port {instance.port} was taken: {quoted(log, 300)}")
                 raise GateFailed(
                     "health",
                     f"instance {instance.id} of {release.label} exited during start-up. "
-                    f"Last output:\n{log}",
+                    f"Last output:\n{quoted(log)}",
                 )
             try:
                 response = client.get(url)
@@ -112,7 +113,7 @@ def wait_healthy(env: Environment, instance: Instance, release: Release) -> None
         "health",
         f"instance {instance.id} of {release.label} was not healthy on "
         f"{release.run.health_path} after {release.run.startup_timeout_s:.0f}s (last: {last}). "
-        f"Last output:\n{env.target.logs(instance)}",
+        f"Last output:\n{quoted(env.target.logs(instance))}",
     )
 
 
@@ -138,6 +139,7 @@ def launch(env: Environment, release: Release, slot: str, count: int) -> list[In
                     "smoke", f"preview {instance.url} of {release.label}: " + "; ".join(problems)
                 )
             logger.info("Instance %s healthy at %s (preview passed)", instance.id, instance.url)
+        assert_slot_held(env.name)
         for instance in started:
             env.router.attach(instance.address)
         for instance in started:
@@ -182,6 +184,7 @@ def shift(
 ) -> TrafficChange:
     """Give the new release ``percent`` of the traffic; the rest stays on the stable release."""
     weights = share_weights(new_instances, stable_instances, percent)
+    assert_slot_held(env.name)
     took = env.router.set_weights(weights)
     run_logger().info("%s: %d%% to the new release in %.1fms", env.name, percent, took)
     return TrafficChange(percent_new=percent, weights=weights, took_ms=took)
@@ -199,6 +202,7 @@ def replace(
     weights = {i.address: each for i in new_instances[: index + 1]}
     for n, instance in enumerate(stable_instances):
         weights[instance.address] = 0 if n <= index else each
+    assert_slot_held(env.name)
     took = env.router.set_weights(weights)
     total = len(stable_instances)
     percent = 100.0 * min(index + 1, total) / max(1, total)
@@ -227,6 +231,7 @@ def restore(
     attached = set(env.router.weights())
     weights = {a: w for a, w in share_weights([], stable, 0).items() if a in attached}
     weights.update({i.address: 0 for i in new_instances if i.address in attached})
+    assert_slot_held(env.name)
     took = env.router.set_weights(weights) if weights else 0.0
     run_logger().warning(
         "%s: rolled back to the stable release (%d instance(s)) in %.1fms",

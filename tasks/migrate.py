@@ -37,6 +37,7 @@ from prefect_delivery.blocks.release import Release
 from prefect_delivery.blocks.secrets import mask
 from prefect_delivery.migrations_lab.phases import PhasePlan
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.report import publish_markdown
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.schema_gates import (
     ReleaseSchema,
@@ -427,8 +428,6 @@ def record_migration(
     at_revision: str | None = None,
 ) -> None:
     """The ledger entry and a markdown artifact (``migration-<env>``) of what happened."""
-    from prefect.artifacts import create_markdown_artifact
-
     env.ledger().append(
         "migrated",
         release,
@@ -444,7 +443,7 @@ def record_migration(
         reason=mask(failure)[:500] if failure else None,
     )
     try:
-        create_markdown_artifact(
+        publish_markdown(
             markdown=migration_markdown(
                 env.name, release, plan, status, applied, rehearsal, gate, failure
             ),

@@ -26,9 +26,12 @@ def decide_reconcile(
     """Decide from the live state alone how to start a deploy of ``new_digest``.
 
     ``verified`` lists the digests the ledger says passed verification here, newest first.
-    The stable release is the one (other than the new one) with the most traffic; failing that,
-    the newest verified release still running. Half-deployed instances of the new release are
-    taken out of traffic and retired, so the deploy starts from a clean, verified state.
+    The stable release is the newest verified release (other than the new one) that still
+    runs here, serving or warm: what holds traffic proves nothing by itself. A release that
+    holds traffic without being verified here is in flight (an interrupted rollout, whoever
+    ran it): its traffic goes back to the stable release and it is retired, so the deploy
+    starts from a clean, verified state. When no verified release runs, the traffic there is
+    stays where it is (there is nothing better to send it to).
     ``keep_warm`` keeps the newest verified release other than the stable one running (the
     rollback flow needs it; a deploy does not).
     """
@@ -57,13 +60,16 @@ def decide_reconcile(
             + ([f"{len(stray)} idle instance(s) kept warm"] if stray else []),
         )
 
-    others = {d: s for d, s in shares.items() if d != new_digest}
-    stable: str | None = max(others, key=lambda d: others[d]) if others else None
-    if stable is None:
-        running = {li.instance.release.digest for li in alive}
-        stable = next((d for d in verified if d in running and d != new_digest), None)
-        if stable:
-            notes.append(f"nothing but the new release had traffic; restoring {stable[:19]}")
+    running = {li.instance.release.digest for li in alive}
+    stable = next((d for d in verified if d in running and d != new_digest), None)
+    if stable is not None and not shares.get(stable):
+        notes.append(f"the stable release {stable[:19]} had no traffic; restoring it")
+    for digest, share in shares.items():
+        if digest not in (stable, new_digest) and digest not in verified and stable is not None:
+            notes.append(
+                f"release {digest[:19]} holds {share:.0f}% of traffic but was never verified "
+                f"here (in flight); traffic back to {stable[:19]}"
+            )
     if new_share:
         notes.append(
             f"new release already had {new_share:.0f}% of traffic (an interrupted run); "

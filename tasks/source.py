@@ -25,6 +25,7 @@ class SourceRef(BaseModel):
     repo: str  # absolute path of the repository's top level
     subdir: str  # service folder relative to it ('' for the top level)
     commit: str  # full 40-hex SHA
+    author: str | None = None  # "Name <email>" of the commit's author
 
 
 def _git(repo: Path, *args: str, binary: bool = False) -> subprocess.CompletedProcess:
@@ -68,7 +69,13 @@ def resolve_source(service_dir: str | Path, commit: str | None = None) -> Source
         )
     sha = rev.stdout.strip()
     subdir = folder.relative_to(repo).as_posix()
-    return SourceRef(repo=str(repo), subdir="" if subdir == "." else subdir, commit=sha)
+    who = _git(repo, "show", "-s", "--format=%an <%ae>", sha)
+    return SourceRef(
+        repo=str(repo),
+        subdir="" if subdir == "." else subdir,
+        commit=sha,
+        author=who.stdout.strip() or None if who.returncode == 0 else None,
+    )
 
 
 def export_tree(ref: SourceRef, dest: Path) -> Path:

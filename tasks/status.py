@@ -58,6 +58,14 @@ def status_report(names: list[str] | None = None) -> list[dict]:
                 "url": env.url,
                 "router_running": live.router_running,
                 "strategy": env.strategy.kind,
+                "policy": {
+                    **env.promotion.model_dump(),
+                    "summary": env.promotion.describe(),
+                    "instances": env.strategy.instances,
+                    "bake_s": env.bake_s,
+                    "step_pause_s": env.strategy.step_pause_s,
+                    "keep_previous_s": env.strategy.keep_previous_s,
+                },
                 "live": None
                 if serving is None
                 else {

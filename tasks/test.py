@@ -19,7 +19,8 @@ from prefect import task
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.artifacts import checked_wheel, unpack_wheel
-from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
+from prefect_delivery.blocks.paths import atomic_write_text
 from prefect_delivery.blocks.release import Release
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
@@ -41,6 +42,9 @@ class ShardResult(BaseModel):
     seconds: float
     cases: list[CaseResult]
     output_tail: str = ""
+    collected: list[str] = []  # every test the shard collected, before the split
+    selected: list[str] = []  # the shard's share
+    executed: dict[str, str] = {}  # what it ran: nodeid -> outcome
 
 
 class SuiteReport(BaseModel):
@@ -52,6 +56,8 @@ class SuiteReport(BaseModel):
     wall_s: float
     slowest: list[CaseResult]
     failures: list[CaseResult]
+    collected: int = 0
+    not_run: list[str] = []  # collected but run by no shard (or by more than one)
 
     @property
     def total(self) -> int:
@@ -91,11 +97,46 @@ def parse_junit(path: Path) -> list[CaseResult]:
     return cases
 
 
+def coverage_problems(results: list[ShardResult]) -> tuple[int, list[str]]:
+    """(tests collected, what went wrong with the split): every shard must have collected the
+    same tests, their shares must cover the collection exactly once, and each shard must have
+    run its whole share (pure)."""
+    if not results:
+        return 0, ["no shard ran"]
+    collections = {tuple(r.collected) for r in results}
+    problems = []
+    if len(collections) > 1:
+        problems.append("the shards collected different tests (the split is not the same)")
+    collected = set(results[0].collected)
+    shares: dict[str, int] = {}
+    for result in results:
+        for nodeid in result.selected:
+            shares[nodeid] = shares.get(nodeid, 0) + 1
+        missing = [n for n in result.selected if n not in result.executed]
+        if missing:
+            problems.append(
+                f"shard {result.index} did not run {len(missing)} of its tests: "
+                + ", ".join(missing[:5])
+            )
+    unassigned = sorted(collected - set(shares))
+    if unassigned:
+        problems.append(
+            f"{len(unassigned)} collected test(s) went to no shard: " + ", ".join(unassigned[:5])
+        )
+    twice = sorted(n for n, times in shares.items() if times > 1)
+    if twice:
+        problems.append(f"{len(twice)} test(s) went to two shards: " + ", ".join(twice[:5]))
+    return len(collected), problems
+
+
 def merge(results: list[ShardResult], wall_s: float, slowest: int = 5) -> SuiteReport:
-    """One report from all shards: counts, the slowest tests, the failures."""
+    """One report from all shards: counts, the slowest tests, the failures, the coverage."""
     cases = [case for result in results for case in result.cases]
     count = {o: sum(1 for c in cases if c.outcome == o) for o in ("passed", "failed", "error")}
+    collected, problems = coverage_problems(results)
     return SuiteReport(
+        collected=collected,
+        not_run=problems,
         shards=len(results),
         passed=count["passed"],
         failed=count["failed"],
@@ -135,6 +176,8 @@ def run_shard(
     junit = Path(source_dir).parent / "junit" / f"shard-{index}-of-{count}.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
+    report_file = junit.with_suffix(".shard.json")
+    report_file.unlink(missing_ok=True)
     argv = [
         sys.executable,
         "-m",
@@ -146,6 +189,7 @@ def run_shard(
         f"--shard-index={index}",
         f"--shard-count={count}",
         f"--junitxml={junit}",
+        f"--shard-report={report_file}",
         "-o",
         "junit_family=xunit1",
         "-q",
@@ -167,13 +211,26 @@ def run_shard(
     except subprocess.TimeoutExpired:
         raise GateFailed("tests", f"shard {index} ran longer than {timeout_s:.0f}s") from None
     seconds = time.perf_counter() - started
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-    # 0 all passed, 1 some failed, 5 nothing collected in this shard: all are results.
+    tail = quoted("\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:]))
+    # 0 all passed, 1 some failed, 5 nothing collected in this shard: all are results. 2 is a
+    # collection error (a test module that does not import): bad code, a verdict.
+    if proc.returncode == 2:
+        raise GateFailed(
+            "tests",
+            f"shard {index}: the test suite could not be collected (pytest exit 2):\n{tail}",
+        )
     if proc.returncode not in (0, 1, 5) or (proc.returncode != 5 and not junit.exists()):
         raise InfrastructureError(
             f"pytest shard {index} could not run (exit {proc.returncode}):\n{tail}"
         )
     cases = parse_junit(junit) if junit.exists() else []
+    try:
+        shard = json.loads(report_file.read_text())
+    except (OSError, ValueError):
+        raise InfrastructureError(
+            f"pytest shard {index} left no shard report (the delivery_shard plugin did not "
+            f"run):\n{tail}"
+        ) from None
     run_logger().info(
         "Shard %d/%d: %d tests in %.1fs (exit %d)",
         index + 1,
@@ -189,19 +246,28 @@ def run_shard(
         seconds=seconds,
         cases=cases,
         output_tail=tail,
+        collected=shard.get("collected", []),
+        selected=shard.get("selected", []),
+        executed=shard.get("executed", {}),
     )
 
 
 def record_durations(report_cases: list[CaseResult], path: Path) -> None:
-    """Keep each test's duration for the next run's balanced split."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({c.nodeid: round(c.seconds, 4) for c in report_cases}, indent=0))
+    """Keep each test's duration for the next run's balanced split (written atomically: a
+    delivery reading it while another writes sees the old file or the new one)."""
+    atomic_write_text(path, json.dumps({c.nodeid: round(c.seconds, 4) for c in report_cases}))
 
 
 def gate(report: SuiteReport) -> None:
     """Stop the pipeline on any failure, or on a suite that ran nothing."""
     if report.total == 0 or report.passed == 0:
         raise GateFailed("tests", "the test suite collected no tests; nothing proves the release")
+    if report.not_run:
+        raise GateFailed(
+            "tests",
+            f"the shards did not run exactly the {report.collected} collected test(s): "
+            + "; ".join(report.not_run),
+        )
     if not report.ok:
         names = ", ".join(f.nodeid for f in report.failures[:5])
         raise GateFailed("tests", f"{report.failed + report.errors} test(s) failed: {names}")

@@ -23,7 +23,7 @@ from prefect_delivery.tasks.analysis_run import AnalysisRun, Policy, api_paths, 
 from prefect_delivery.tasks.runtime.log import run_logger
 
 #: Verification measures in intervals this long until it has ``requests`` requests ...
-VERIFY_INTERVAL_S = 1.0
+VERIFY_INTERVAL_S = 0.5
 #: ... or for at most this long.
 VERIFY_WINDOW_S = 60.0
 #: Requests that warm a fresh instance up first (lazy imports, first connections).
@@ -85,6 +85,34 @@ def health_status(url: str, path: str) -> int | None:
         return None
 
 
+def recorded_figures(samples: Samples) -> dict:
+    """What a verification measured, as the ledger keeps it with the "verified" line: the
+    reference a later rollback to this release is judged against."""
+    return {
+        "requests": samples.requests,
+        "errors": samples.errors,
+        "p50_ms": samples.p50_ms,
+        "p95_ms": samples.p95_ms,
+        "p99_ms": samples.p99_ms,
+    }
+
+
+def reference_samples(env: Environment, release: Release) -> Samples | None:
+    """The release's own figures from its last verification here (None: none recorded)."""
+    entry = env.ledger().last("verified", release.digest)
+    figures = entry.details.get("figures") if entry is not None else None
+    if not figures:
+        return None
+    return Samples(
+        source=f"{release.version} as verified at {entry.at:%Y-%m-%d %H:%M:%S} UTC",
+        requests=int(figures.get("requests") or 0),
+        errors=int(figures.get("errors") or 0),
+        p50_ms=figures.get("p50_ms"),
+        p95_ms=figures.get("p95_ms"),
+        p99_ms=figures.get("p99_ms"),
+    )
+
+
 @task(name="baseline")
 def measure_baseline(env: Environment, stable: Release) -> Samples:
     """Probe the stable release through the frontend before the new one takes traffic."""
@@ -107,28 +135,17 @@ def measure_baseline(env: Environment, stable: Release) -> Samples:
     return samples
 
 
-@task(name="verify")
-def verify(
+def _judge(
     env: Environment,
     release: Release,
+    new: list[Instance],
+    previous: list[Instance],
     baseline: Samples | None,
-    new_instances: list[Instance] | None = None,
-    previous_instances: list[Instance] | None = None,
-) -> VerificationResult:
-    """Judge the environment through its frontend and the new release's metrics.
-
-    Latency and errors are judged against the previous release measured in the same intervals
-    when its instances still run (kept warm), else against ``baseline``.
-    """
-    logger = run_logger()
-    status = health_status(env.url, release.run.health_path)
-    commits = serving_commits(env.url, release)
-    problems = smoke(env.url, release.run.smoke, timeout_s=env.verification.timeout_s)
-    new = env.running(new_instances) if new_instances is not None else []
-    if not new:  # a caller that does not know the instances: every instance of the release
-        new = [i for i in env.running() if i.release.digest == release.digest]
-    previous = env.running(previous_instances or [])
-    # warm up: the first requests of a fresh process pay for lazy imports
+    label: str,
+) -> AnalysisRun:
+    """The verification policy of the analysis run over the new instances: first a warm-up
+    (the first requests of a fresh process pay for lazy imports), then intervals until the
+    configured number of requests."""
     probe_instances(
         [i.address for i in new],
         api_paths(release),
@@ -145,10 +162,13 @@ def verify(
         kill_point="verify",
         tolerate_source_errors=True,
     )
-    run = run_analysis(env, release, new, previous, policy, f"verify {release.version}")
+    return run_analysis(env, release, new, previous, policy, label)
+
+
+def _result(env, release, url, status, commits, problems, run) -> VerificationResult:
     result = VerificationResult(
         environment=env.name,
-        url=env.url,
+        url=url,
         release=release,
         health_status=status,
         serving_commits=commits,
@@ -158,15 +178,66 @@ def verify(
         samples=run.new_samples or Samples(source="none"),
         analysis=run,
     )
+    logger = run_logger()
     if result.passed:
         logger.info(
-            "Verification of %s in %s passed: %s", release.label, env.name, run.verdict.line()
+            "Verification of %s in %s (%s) passed: %s",
+            release.label,
+            env.name,
+            url,
+            run.verdict.line(),
         )
     else:
         logger.warning(
-            "Verification of %s in %s FAILED: %s",
+            "Verification of %s in %s (%s) FAILED: %s",
             release.label,
             env.name,
+            url,
             "; ".join(result.reasons()),
         )
     return result
+
+
+@task(name="verify")
+def verify(
+    env: Environment,
+    release: Release,
+    baseline: Samples | None,
+    new_instances: list[Instance] | None = None,
+    previous_instances: list[Instance] | None = None,
+) -> VerificationResult:
+    """Judge the environment through its frontend and the new release's metrics.
+
+    Latency and errors are judged against the previous release measured in the same intervals
+    when its instances still run (kept warm), else against ``baseline`` (measured before the
+    cutover, or a release's own recorded figures).
+    """
+    status = health_status(env.url, release.run.health_path)
+    commits = serving_commits(env.url, release)
+    problems = smoke(env.url, release.run.smoke, timeout_s=env.verification.timeout_s)
+    new = env.running(new_instances) if new_instances is not None else []
+    if not new:  # a caller that does not know the instances: every instance of the release
+        new = [i for i in env.running() if i.release.digest == release.digest]
+    previous = env.running(previous_instances or [])
+    run = _judge(env, release, new, previous, baseline, f"verify {release.version}")
+    return _result(env, release, env.url, status, commits, problems, run)
+
+
+@task(name="verify-instances")
+def verify_instances(
+    env: Environment, release: Release, instances: list[Instance], reference: Samples | None
+) -> VerificationResult:
+    """Judge instances that take no traffic yet, on their own addresses: each answers its
+    health path and its version path with the release's commit, the critical endpoints
+    answer as the manifest says, and the analysis run meets the thresholds against
+    ``reference`` (the release's own recorded figures) or the absolute ones alone."""
+    alive = env.running(instances)
+    statuses = [health_status(i.url, release.run.health_path) for i in alive]
+    status = 200 if alive and all(s == 200 for s in statuses) else next(
+        (s for s in statuses if s != 200), None
+    )
+    commits = sorted({c for i in alive for c in serving_commits(i.url, release, requests=2)})
+    problems = [p for i in alive for p in smoke(i.url, release.run.smoke)]
+    run = _judge(env, release, alive, [], reference, f"verify {release.version} before traffic")
+    where = ", ".join(i.url for i in alive) or "no running instance"
+    return _result(env, release, where, status, commits or ["<no answer>"], problems, run)

@@ -158,6 +158,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bake_s=args.bake_s,
             keep_previous_s=0,
             instances=args.instances,
+            step_pause_s=args.step_pause_s,
+            analysis_interval_s=args.analysis_interval_s,
+            # the demo approves production itself (it has nobody to ask): its blocks allow it
+            allow_auto_approval=True,
             databases=databases,
             **container_options(args),
         )
@@ -230,5 +234,5 @@ def add_commands(sub) -> None:
         help="deliver hello-service release after release (with databases: the people schema "
         "change, expand / migrate / contract, releases 1-4; --no-database: releases 1 and 2)",
     )
-    local_options(demo)
+    local_options(demo, short=True)
     demo.set_defaults(func=cmd_demo)

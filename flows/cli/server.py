@@ -51,15 +51,30 @@ def cmd_monitor_alert(args: argparse.Namespace) -> int:
     from prefect.events.worker import EventsWorker
 
     from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.blocks.errors import ConfigError
     from prefect_delivery.tasks.runtime import events
 
     env = Environment.load(args.environment)
     serving = env.observe().serving()
+    if serving is None:
+        raise ConfigError(
+            f"monitor-alert {env.name}",
+            "no release serves there, so an alert would name no release to roll back.",
+            "check `delivery status`; an alert is about the release that serves.",
+        )
+    about = serving
+    if args.digest and args.digest not in (serving.digest, serving.digest.split(":", 1)[1]):
+        about = None  # the monitor watched another release: name only its digest
     event = events.verification_failed(
-        env.name, serving, args.reason, gate=args.gate, source="monitor"
+        env.name,
+        about,
+        args.reason,
+        gate=args.gate,
+        source="monitor",
+        digest=None if about else args.digest,
     )
     EventsWorker.drain_all(timeout=10)
-    what = serving.label if serving else "nothing (no release serves it)"
+    what = about.label if about else f"digest {args.digest} (not the one serving)"
     print(
         f"Reported: {env.name} ({what}) failed {args.gate}: {args.reason}"
         + (f" [event {event.id}]" if event is not None else " [events are off]")
@@ -100,4 +115,9 @@ def add_commands(sub) -> None:
     alert.add_argument("environment")
     alert.add_argument("--reason", required=True)
     alert.add_argument("--gate", default="monitor", help="which check failed")
+    alert.add_argument(
+        "--digest",
+        help="the release the check watched (default: the one serving now); the rollback acts "
+        "only while it still serves",
+    )
     alert.set_defaults(func=cmd_monitor_alert)

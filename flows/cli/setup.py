@@ -21,22 +21,37 @@ from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.registry import ImageRegistry
 from prefect_delivery.blocks.routing.haproxy import HAProxyRouter
-from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
+from prefect_delivery.blocks.settings import (
+    PromotionPolicy,
+    StrategySettings,
+    VerificationSettings,
+)
 from prefect_delivery.blocks.targets.docker import DockerTarget, scope_for
 from prefect_delivery.blocks.targets.process import ProcessTarget
 from prefect_delivery.flows.cli.common import EXIT_OK, state_dir
 
 
 class LocalSetup(BaseModel):
+    """What `delivery setup` writes. The defaults are what production deserves: two instances
+    per environment (one is the seed's named anti-pattern), an hour's bake with the previous
+    release kept warm for it, 15-minute canary steps, staging as production's upstream, and
+    a person's approval (nobody's own commit, never automatic) before production.
+    `delivery demo` and the tests pass their short timings explicitly."""
+
     state_dir: str
     staging_port: int = 18081
     production_port: int = 18082
     staging_strategy: str = "blue-green"
     production_strategy: str = "blue-green"
-    bake_s: float = 5.0
-    keep_previous_s: float = 0.0
-    instances: int = 1
+    bake_s: float = 3600.0
+    keep_previous_s: float = 3600.0
+    instances: int = 2
+    step_pause_s: float = 900.0
+    analysis_interval_s: float = 5.0
     production_requires_approval: bool = True
+    approvers: list[str] = []
+    allow_self_approval: bool = False
+    allow_auto_approval: bool = False
     target: Literal["process", "docker"] = "process"
     registry: str = "127.0.0.1:5000"  # docker: where images are pushed
     base_image: str | None = None  # docker: BASE_IMAGE build arg (None: the Dockerfile's)
@@ -53,7 +68,11 @@ def environment(
     verification: VerificationSettings | None = None,
     target: ProcessTarget | DockerTarget | None = None,
     database: PostgresDatabase | None = None,
+    promotion: PromotionPolicy | None = None,
 ) -> Environment:
+    policy = promotion or PromotionPolicy()
+    if requires_approval and not policy.requires_approval:
+        policy = policy.model_copy(update={"requires_approval": True})
     return Environment(
         name=name,
         target=target or ProcessTarget(state_dir=state_dir),
@@ -61,7 +80,7 @@ def environment(
         strategy=strategy,
         verification=verification or VerificationSettings(),
         bake_s=bake_s,
-        requires_approval=requires_approval,
+        promotion=policy,
         state_dir=state_dir,
         database=database,
     )
@@ -114,8 +133,8 @@ def _strategy(kind: str, setup: LocalSetup) -> StrategySettings:
             kind=kind,
             instances=setup.instances,
             keep_previous_s=setup.keep_previous_s,
-            step_pause_s=5,
-            analysis_interval_s=1,
+            step_pause_s=setup.step_pause_s,
+            analysis_interval_s=setup.analysis_interval_s,
         )
     except ValidationError as exc:
         raise ConfigError(
@@ -152,14 +171,32 @@ def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
     ArtifactStore(root=str(Path(state) / "artifacts"), registry=registry).save(
         "artifacts", overwrite=True
     )
+    policies = {
+        "staging": PromotionPolicy(),
+        "production": PromotionPolicy(
+            upstream="staging",
+            requires_approval=setup.production_requires_approval,
+            approvers=setup.approvers,
+            allow_self_approval=setup.allow_self_approval,
+            allow_auto_approval=setup.allow_auto_approval,
+        ),
+    }
     urls = {}
-    for name, port, bake, approval in (
-        ("staging", setup.staging_port, 0.0, False),
-        ("production", setup.production_port, setup.bake_s, setup.production_requires_approval),
+    for name, port, bake in (
+        ("staging", setup.staging_port, 0.0),
+        ("production", setup.production_port, setup.bake_s),
     ):
         database = local_database(state, name) if setup.databases else None
         env = environment(
-            name, port, state, strategies[name], bake, approval, target=target, database=database
+            name,
+            port,
+            state,
+            strategies[name],
+            bake,
+            False,
+            target=target,
+            database=database,
+            promotion=policies[name],
         )
         env.save(name, overwrite=True)
         urls[name] = env.url
@@ -227,7 +264,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
             bake_s=args.bake_s,
             keep_previous_s=args.keep_previous_s,
             instances=args.instances,
+            step_pause_s=args.step_pause_s,
+            analysis_interval_s=args.analysis_interval_s,
             production_requires_approval=not args.no_approval,
+            approvers=[a for a in (args.approvers or "").split(",") if a.strip()],
+            allow_self_approval=args.allow_self_approval,
+            allow_auto_approval=args.allow_auto_approval,
             databases=not args.no_database,
             **container_options(args),
         )
@@ -243,15 +285,30 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def local_options(p: argparse.ArgumentParser) -> None:
+def local_options(p: argparse.ArgumentParser, short: bool = False) -> None:
+    """Options of `setup` and `demo`; ``short``: the demo's timings (seconds, not hours)."""
     p.add_argument(
         "--state-dir", help="runtime state (default: $DELIVERY_STATE_DIR or ./.delivery)"
     )
     p.add_argument("--staging-port", type=int, default=18081)
     p.add_argument("--production-port", type=int, default=18082)
     p.add_argument("--strategy", default="blue-green", help="blue-green, canary or rolling")
-    p.add_argument("--instances", type=int, default=1)
-    p.add_argument("--bake-s", type=float, default=5.0, help="production bake window")
+    p.add_argument("--instances", type=int, default=2, help="instances of each release")
+    p.add_argument(
+        "--bake-s", type=float, default=5.0 if short else 3600.0, help="production bake window"
+    )
+    p.add_argument(
+        "--step-pause-s",
+        type=float,
+        default=5.0 if short else 900.0,
+        help="analysis window of each canary or rolling step",
+    )
+    p.add_argument(
+        "--analysis-interval-s",
+        type=float,
+        default=1.0 if short else 5.0,
+        help="how often an analysis looks at its metrics",
+    )
     p.add_argument(
         "--target",
         choices=["process", "docker"],
@@ -276,6 +333,25 @@ def local_options(p: argparse.ArgumentParser) -> None:
 def add_commands(sub) -> None:
     setup = sub.add_parser("setup", help="create local blocks: artifacts, staging, production")
     local_options(setup)
-    setup.add_argument("--keep-previous-s", type=float, default=3600)
+    setup.add_argument(
+        "--keep-previous-s",
+        type=float,
+        default=3600,
+        help="how long the previous release stays warm after a cutover (it always does for "
+        "the bake)",
+    )
     setup.add_argument("--no-approval", action="store_true", help="production needs no approval")
+    setup.add_argument(
+        "--approvers", help="who may approve production, comma-separated (default: anyone)"
+    )
+    setup.add_argument(
+        "--allow-self-approval",
+        action="store_true",
+        help="let a commit's author approve their own release for production",
+    )
+    setup.add_argument(
+        "--allow-auto-approval",
+        action="store_true",
+        help="let a run's --auto-approve satisfy production's approval (demos, trusted CI)",
+    )
     setup.set_defaults(func=cmd_setup)

@@ -25,6 +25,12 @@ def print_status(report: list[dict]) -> None:
                 f"{head} {live['service']} {live['version']} commit {live['commit'][:12]} "
                 f"digest {live['digest'][:19]} ({live['share']:.0f}%)"
             )
+        policy = env.get("policy")
+        if policy:
+            print(
+                f"    policy   {policy['summary']}; {env['strategy']} x{policy['instances']}, "
+                f"bake {policy['bake_s']:g}s, steps {policy['step_pause_s']:g}s"
+            )
         db = env.get("database")
         if db:
             where = f"schema at {db['revision'] or 'base'}" if db["state"] == "up" else db["state"]

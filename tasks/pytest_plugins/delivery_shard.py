@@ -5,11 +5,16 @@ collects the same items in the same order and applies the same split, so the sha
 disjoint and together run every test once. With ``--shard-durations FILE`` (a JSON map of
 nodeid to seconds from an earlier run) the split balances time (longest first, onto the least
 loaded shard); without it, tests are dealt round-robin.
+
+With ``--shard-report FILE`` the shard writes what it collected (every test, before the split),
+what it kept, and what it actually ran, so the test stage can prove that the shards together
+ran exactly what was collected (a split that goes wrong must not drop tests silently).
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 
 def pytest_addoption(parser):
@@ -17,6 +22,12 @@ def pytest_addoption(parser):
     group.addoption("--shard-index", type=int, default=0)
     group.addoption("--shard-count", type=int, default=1)
     group.addoption("--shard-durations", default=None)
+    group.addoption("--shard-report", default=None)
+
+
+_collected: list[str] = []
+_selected: list[str] = []
+_executed: dict[str, str] = {}
 
 
 def assign(nodeids: list[str], count: int, durations: dict[str, float] | None) -> list[int]:
@@ -40,6 +51,8 @@ def assign(nodeids: list[str], count: int, durations: dict[str, float] | None) -
 def pytest_collection_modifyitems(config, items):
     count = config.getoption("--shard-count")
     index = config.getoption("--shard-index")
+    _collected[:] = [item.nodeid for item in items]
+    _selected[:] = _collected
     if count <= 1:
         return
     durations = None
@@ -56,3 +69,29 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep
+    _selected[:] = [item.nodeid for item in keep]
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _executed[report.nodeid] = report.outcome
+    elif report.when == "teardown" and report.failed:
+        _executed[report.nodeid] = "error"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = session.config.getoption("--shard-report")
+    if not path:
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(
+            {
+                "collected": _collected,
+                "selected": _selected,
+                "executed": _executed,
+                "exit": int(exitstatus),
+            },
+            handle,
+        )
+    os.replace(tmp, path)

@@ -13,6 +13,7 @@ One small JSON file per run and environment, in the environment's state folder.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,3 +79,24 @@ def mark_finished(
     atomic_write_json(
         checkpoint_path(state_dir, flow_run_id, environment), point.model_dump(mode="json")
     )
+
+
+# ---------------------------------------------------------------------------- the run's commit
+def _commit_path(state_dir: str, flow_run_id: str) -> Path:
+    return Path(state_dir) / "checkpoints" / f"{flow_run_id}-commit.json"
+
+
+def pinned_commit(state_dir: str, flow_run_id: str | None) -> str | None:
+    """The commit this run resolved when it first started (a restarted run delivers that one,
+    not whatever ``HEAD`` names now: the approver saw that one)."""
+    if not flow_run_id:
+        return None
+    try:
+        return str(json.loads(_commit_path(state_dir, flow_run_id).read_text())["commit"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def pin_commit(state_dir: str, flow_run_id: str | None, commit: str, asked: str) -> None:
+    if flow_run_id:
+        atomic_write_json(_commit_path(state_dir, flow_run_id), {"commit": commit, "asked": asked})

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.secrets import mask_data
 from prefect_delivery.tasks.runtime.log import run_logger
 
 PREFIX = "delivery.release."
@@ -117,7 +118,7 @@ def emit(
             event=event_name(milestone),
             resource=resource,
             related=related,
-            payload={k: v for k, v in payload.items() if v is not None},
+            payload=mask_data({k: v for k, v in payload.items() if v is not None}),
         )
     except Exception as exc:  # noqa: BLE001 - an event is a record, not a gate
         run_logger().warning("could not emit %s for %s: %s", milestone, environment, exc)

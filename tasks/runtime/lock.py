@@ -32,6 +32,46 @@ LEASE_S = 60.0  # the server's minimum lease
 POLL_S = 0.5
 
 
+class SlotLost(InfrastructureError):
+    """The environment's slot is no longer this run's (its lease could not be renewed and may
+    be another delivery's now): no traffic change may follow."""
+
+
+class _Held:
+    def __init__(self, lease: UUID):
+        self.lease = lease
+        self.last_ok = time.monotonic()
+        self.lost: str | None = None
+
+
+#: Slots this process holds: environment name -> its lease.
+_HELD: dict[str, _Held] = {}
+_HELD_LOCK = threading.Lock()
+
+
+def assert_slot_held(environment: str) -> None:
+    """Before a traffic change: renew this process's lease on the environment's slot now; if
+    the lease is gone (expired, released, taken), stop with the reason. A caller that holds no
+    slot (a test calling a task directly, a read-only command) is not checked."""
+    with _HELD_LOCK:
+        held = _HELD.get(environment)
+    if held is None:
+        return
+    if held.lost is None:
+        try:
+            with get_client(sync_client=True) as client:
+                client.renew_concurrency_lease(held.lease, LEASE_S)
+            held.last_ok = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - any failure: the lease is not ours for sure
+            held.lost = f"renewing its lease failed ({type(exc).__name__}: {str(exc)[:160]})"
+    if held.lost is not None:
+        raise SlotLost(
+            f"environment {environment!r}: this run no longer holds its delivery slot: "
+            f"{held.lost}. Another delivery may hold it now, so this run stops before its next "
+            "traffic change. Check `delivery status`, then deliver again."
+        )
+
+
 class EnvironmentBusy(InfrastructureError):
     """Another delivery holds the environment and the caller chose not to wait (a transient
     condition of the machinery: the same run later finds it free)."""
@@ -139,13 +179,19 @@ def environment_lock(
         if waited > 1:
             logger.info("%s: got the delivery slot after %.1fs", environment, waited)
         stop = threading.Event()
-        renewer = threading.Thread(target=_renew, args=(lease, stop), daemon=True)
+        held = _Held(lease)
+        with _HELD_LOCK:
+            _HELD[environment] = held
+        renewer = threading.Thread(target=_renew, args=(held, stop), daemon=True)
         renewer.start()
         try:
             yield
         finally:
             stop.set()
             renewer.join(5)
+            with _HELD_LOCK:
+                if _HELD.get(environment) is held:
+                    del _HELD[environment]
             with get_client(sync_client=True) as client:
                 try:
                     client.release_concurrency_slots_with_lease(lease)
@@ -156,13 +202,21 @@ def environment_lock(
         handle.close()  # also drops the flock
 
 
-def _renew(lease: UUID, stop: threading.Event) -> None:
-    while not stop.wait(LEASE_S / 3):
+def _renew(held: _Held, stop: threading.Event) -> None:
+    """Renew every third of the lease; a lease not renewed for a whole lease period has
+    expired on the server (another delivery may have it): it is lost, said at the next
+    traffic change."""
+    while not stop.wait(LEASE_S / 3) and held.lost is None:
         try:
             with get_client(sync_client=True) as client:
-                client.renew_concurrency_lease(lease, LEASE_S)
-        except Exception:  # noqa: BLE001 - retried at the next tick
-            continue
+                client.renew_concurrency_lease(held.lease, LEASE_S)
+            held.last_ok = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - retried at the next tick, until too late
+            if time.monotonic() - held.last_ok >= LEASE_S:
+                held.lost = (
+                    f"its lease was not renewed for {LEASE_S:.0f}s and has expired "
+                    f"({type(exc).__name__}: {str(exc)[:160]})"
+                )
 
 
 def _flock(handle, wait: bool, timeout_s: float | None) -> bool:

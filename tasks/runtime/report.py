@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.secrets import mask, mask_data
 
 
 class StageRecord(BaseModel):
@@ -87,16 +88,21 @@ class DeliverySummary(BaseModel):
         return head + table + (f"\n## Environments\n{urls}" if urls else "")
 
     def publish(self) -> None:
-        create_markdown_artifact(
-            markdown=self.markdown(),
+        publish_markdown(
             key=f"delivery-{self.service}",
+            markdown=self.markdown(),
             description=f"Delivery of {self.service} at {self.commit[:12]}",
         )
 
 
 def publish_table(key: str, rows: list[dict], description: str) -> None:
-    """A Prefect table artifact (keys: lowercase letters, digits, dashes)."""
-    create_table_artifact(table=rows, key=key, description=description)
+    """A Prefect table artifact (keys: lowercase letters, digits, dashes), masked."""
+    create_table_artifact(table=mask_data(rows), key=key, description=mask(description))
+
+
+def publish_markdown(key: str, markdown: str, description: str) -> None:
+    """A Prefect markdown artifact, masked: no secret value the process knows is published."""
+    create_markdown_artifact(markdown=mask(markdown), key=key, description=mask(description))
 
 
 def fmt_ms(value: float | None, unit: str = "", missing: str = "-") -> str:

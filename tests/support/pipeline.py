@@ -86,3 +86,49 @@ def stop_environment(env) -> None:
     for instance in env.target.list(env.name):
         env.target.stop(instance, timeout_s=5)
     env.router.stop()
+
+
+def paused_approval_runs(after_keys: set[str] | None = None) -> list:
+    """Flow runs waiting at an approval gate now (optionally: not under these pause keys)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+            )
+        )
+    return [
+        run
+        for run in runs
+        if (run.state.state_details.pause_key or "").startswith("approve-")
+        and run.state.state_details.pause_key not in (after_keys or set())
+    ]
+
+
+def answer_like_the_ui(run, **answer) -> None:
+    """Resume a paused run with this input, as the UI's form does (no client-side checks)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        result = client.resume_flow_run(run.id, run_input=answer)
+    assert result.status.value == "ACCEPT", result
+
+
+def wait_for_gate(seen: set[str], timeout_s: float = 300):
+    """The next approval pause (a key not in ``seen``); adds its key to ``seen``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for run in paused_approval_runs(seen):
+            seen.add(run.state.state_details.pause_key)
+            return run
+        time.sleep(0.3)
+    raise AssertionError("no run reached an approval gate")

@@ -173,6 +173,13 @@ class ServerStack:
             str(self.production_port),
             "--bake-s",
             "1",
+            # short timings, explicitly (setup's defaults are an hour's bake, 15-min steps)
+            "--instances",
+            "1",
+            "--step-pause-s",
+            "2",
+            "--analysis-interval-s",
+            "1",
         )
         self.prefect("--no-prompt", "deploy", "--all", timeout=300)
         self.start_worker()

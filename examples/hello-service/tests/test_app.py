@@ -78,3 +78,12 @@ def test_error_fault_counted_in_stats(make_client):
             assert response.json()["errors"] > 0
             return
     pytest.fail("stats never answered")
+
+
+def test_a_late_fault_is_good_until_its_delay(make_client):
+    import time
+
+    client = make_client("late:0.3:error:1.0")
+    assert client.get("/api/greeting").status_code == 200
+    time.sleep(0.35)
+    assert client.get("/api/greeting").status_code == 500

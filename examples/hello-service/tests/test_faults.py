@@ -47,4 +47,18 @@ def test_baked_default_is_a_good_release(monkeypatch):
     from hello_service.faults import current_fault
 
     monkeypatch.delenv("HELLO_FAULT", raising=False)
-    assert current_fault().kind in ("none", "crash", "unhealthy", "error", "slow")
+    assert current_fault().kind in ("none", "crash", "crash-leak", "unhealthy", "error", "slow")
+
+
+def test_late_fault_starts_after_its_delay():
+    fault = parse_fault("late:30:error:0.05")
+    assert fault.after_s == 30 and fault.error_share == pytest.approx(0.05)
+    assert parse_fault("late:1.5:slow:0.2").delay_s == pytest.approx(0.2)
+    for bad in ("late:x:error:0.1", "late:5:crash", "late:0:error:0.1", "late:5"):
+        with pytest.raises(FaultSpecError):
+            parse_fault(bad)
+
+
+def test_crash_leak_crashes():
+    fault = parse_fault("crash-leak")
+    assert fault.crashes and fault.leaks

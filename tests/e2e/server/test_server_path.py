@@ -168,6 +168,41 @@ def test_suspended_gate_holds_no_process_and_resumes_without_redoing_staging(sta
     assert asked - timedelta(seconds=1) <= decided_at <= answered + timedelta(seconds=1)
 
 
+def test_a_run_restarted_after_its_answer_delivers_the_commit_the_approver_saw(
+    stack, service_repo
+):
+    """The release window delivers `HEAD`; HEAD moves while the run is suspended at its gate.
+    The approval is for what staging verified and the approver was shown, so the restarted
+    run delivers that commit, not the new HEAD."""
+    shown = commit_release(service_repo, "2.2.0")
+    run = stack.deployment_run(
+        "delivery/release-window", *params(service_repo, '"HEAD"', "approval_timeout_s=600")
+    )
+    stack.wait_for_state(run.flow_run_id, {"Suspended"})
+    moved = commit_release(service_repo, "2.3.0")  # HEAD moves meanwhile
+    stack.delivery("approve", run.flow_run_id, "--approver", "carol", "--reason", "window")
+    assert run.wait(600) == 0, run.output()[-4000:]
+    assert stack.served("production") == {"version": "2.2.0", "commit": shown}
+    decision = [e for e in stack.ledger("production") if e["event"] == "approved"][-1]
+    assert decision["release"]["commit"] == shown != moved
+
+
+def test_a_deployment_run_cannot_skip_staging_or_approve_itself(stack, service_repo):
+    """The parameters a person may type into the UI's Run form or pass with -p: production
+    alone, approved automatically. The policy in the production block refuses it."""
+    before = production_before(stack)
+    sha = commit_release(service_repo, "2.4.0")
+    run = stack.deployment_run(
+        "delivery/hello-service",
+        *params(service_repo, f'"{sha}"', 'environments=["production"]', "auto_approve=true"),
+    )
+    assert run.wait(300) == 1, run.output()[-4000:]
+    state = stack.flow_run(run.flow_run_id).state
+    assert state.is_failed() and "promotion policy" in (state.message or ""), state.message
+    assert production_before(stack) == before
+    assert not [e for e in stack.ledger("production") if e["release"]["commit"] == sha]
+
+
 def test_a_commit_json_turned_into_a_float_is_refused_with_the_quoted_form(stack, service_repo):
     run = stack.deployment_run("delivery/hello-service", *params(service_repo, "1e10"))
     assert run.wait(300) == 1, run.output()[-4000:]
@@ -213,11 +248,27 @@ def test_approve_explains_unknown_unpaused_and_foreign_runs(stack):
 
 # ---------------------------------------------------------------------------- automations
 def _deliver_auto(stack, repo, version: str) -> str:
+    """Deliver with auto-approval, which production's block allows for this (an admin's
+    change of the policy, in the block; a run cannot make it)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_delivery.blocks.environment import Environment
+
     sha = commit_release(repo, version)
-    run = stack.deployment_run(
-        "delivery/hello-service", *params(repo, f'"{sha}"', "auto_approve=true")
-    )
-    assert run.wait(600) == 0, run.output()[-4000:]
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        production = Environment.load("production")
+        production.promotion.allow_auto_approval = True
+        production.save("production", overwrite=True)
+    try:
+        run = stack.deployment_run(
+            "delivery/hello-service", *params(repo, f'"{sha}"', "auto_approve=true")
+        )
+        assert run.wait(600) == 0, run.output()[-4000:]
+    finally:
+        with temporary_settings({PREFECT_API_URL: stack.api_url}):
+            production = Environment.load("production")
+            production.promotion.allow_auto_approval = False
+            production.save("production", overwrite=True)
     return sha
 
 
@@ -261,6 +312,8 @@ def test_a_monitors_failed_verification_rolls_production_back(stack, service_rep
     run = runs[0]
     stack.wait_for_state(str(run.id), {"Completed"}, 300)
     assert run.parameters["reason"] == "monitor: synthetic check: 5xx"
+    # the alert named the release it saw serving, and the rollback acted on that one only
+    assert run.parameters["digest"] == live.digest and run.parameters["source"] == "monitor"
     assert stack.served("production")["commit"] == previous.commit
     time.sleep(5)  # the pipeline's event went first; had it triggered, its run would exist
     assert len(rollback_runs()) == 1

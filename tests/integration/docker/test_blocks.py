@@ -17,7 +17,7 @@ def test_prefect_block_register_registers_every_block():
     from prefect.client.orchestration import get_client
 
     proc = subprocess.run(
-        [str(VENV_BIN / "prefect"), "block", "register", "-m", "blocks"],
+        [str(VENV_BIN / "prefect"), "block", "register", "-m", "prefect_delivery.blocks"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -33,6 +33,10 @@ def test_prefect_block_register_registers_every_block():
             "delivery-artifact-store",
             "docker-host",
             "docker-registry-credentials",
+            "probe-source",
+            "haproxy-stats-source",
+            "prometheus-source",
+            "haproxy-router",
         ):
             assert client.read_block_type_by_slug(slug).slug == slug
 

@@ -39,7 +39,7 @@ def artifact_store(state_dir):
 @pytest.fixture
 def make_env(state_dir):
     """Create and save an Environment block with a unique name on a free port."""
-    from prefect_delivery.blocks.settings import StrategySettings
+    from prefect_delivery.blocks.settings import PromotionPolicy, StrategySettings
     from prefect_delivery.flows.cli.setup import environment
 
     created = []
@@ -51,6 +51,9 @@ def make_env(state_dir):
         instances: int = 1,
         bake_s: float = 0.0,
         requires_approval: bool = False,
+        upstream: str | None = None,
+        approvers: tuple[str, ...] = (),
+        allow_auto_approval: bool = False,
         **strategy,
     ):
         name = f"{role}-{next(_counter)}"
@@ -70,6 +73,12 @@ def make_env(state_dir):
             bake_s,
             requires_approval,
             verification_for_tests(),
+            promotion=PromotionPolicy(
+                upstream=upstream,
+                requires_approval=requires_approval,
+                approvers=list(approvers),
+                allow_auto_approval=allow_auto_approval,
+            ),
         )
         env.save(name, overwrite=True)
         created.append(env)

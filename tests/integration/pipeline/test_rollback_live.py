@@ -84,9 +84,9 @@ def test_release_that_crashes_in_the_bake_window_is_rolled_back(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             fresh = [i for i in env.target.list(env.name) if i.release.commit == second and i.alive]
-            live = env.router.weights()
-            if fresh and live.get(fresh[0].address, 0) > 0:
-                time.sleep(1.5)  # well inside the bake window
+            verified = env.ledger().last("verified")
+            if fresh and verified is not None and verified.release.commit == second:
+                time.sleep(1.5)  # verified: well inside the bake window
                 os.kill(int(fresh[0].handle.split(":")[0]), signal.SIGKILL)
                 return
             time.sleep(0.1)

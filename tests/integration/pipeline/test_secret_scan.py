@@ -372,6 +372,14 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
         assert run.returncode == 2, run.stderr[-2000:]
         assert "password" in run.stderr
         assert httpx.get(staging.url + "/version", timeout=5).json()["commit"] == first
+
+        # 5. a careless service: it prints its DATABASE_URL and token as it crashes at start-up
+        staging.save(staging.name, overwrite=True)
+        leaky = commit_release(hello_repo, "1.2.0", fault="crash-leak")
+        run = attempt("crash that prints its secrets", leaky, [staging])
+        assert run.returncode == 1, run.stderr[-3000:]
+        assert "exited during start-up" in run.stderr and "**********" in run.stderr
+        assert httpx.get(staging.url + "/version", timeout=5).json()["commit"] == first
     finally:
         sampler.stop()
         gateway.stop()

@@ -1,4 +1,5 @@
-"""The README's catalogue of rejected input stays true: every row names a test that exists."""
+"""The README's catalogues stay true: every row of "Bad input, catalogued" and of "Attacks on
+the gates" names a test that exists."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 SECTION = "## Bad input, catalogued"
+ATTACKS = "### Attacks on the gates"
 
 
-def catalogue_rows() -> list[list[str]]:
+def catalogue_rows(section: str = SECTION) -> list[list[str]]:
     text = (ROOT / "README.md").read_text()
-    assert SECTION in text, f"README.md lost its '{SECTION}' section"
-    body = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    assert section in text, f"README.md lost its '{section}' section"
+    body = text.split(section, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     rows = []
     for line in body.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and "::" in cells[-1]:
+        if len(cells) >= 3 and "::" in cells[-1]:
             rows.append(cells)
     return rows
 
@@ -24,7 +26,9 @@ def catalogue_rows() -> list[list[str]]:
 def test_every_row_names_an_existing_test():
     rows = catalogue_rows()
     assert len(rows) >= 30
-    for cells in rows:
+    attacks = catalogue_rows(ATTACKS)
+    assert len(attacks) >= 9  # the nine of the issue, and what trying found
+    for cells in rows + attacks:
         for ref in re.findall(r"`([^`]+::[^`]+)`", cells[-1]):
             path, _, name = ref.partition("::")
             source = ROOT / path
@@ -36,5 +40,5 @@ def test_every_row_names_an_existing_test():
 
 
 def test_every_row_says_what_the_user_sees():
-    for cells in catalogue_rows():
+    for cells in catalogue_rows() + catalogue_rows(ATTACKS):
         assert len(cells[-2]) > 15, f"row {cells[0]!r} shows no message"

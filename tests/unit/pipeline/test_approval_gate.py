@@ -34,9 +34,18 @@ def test_keys_are_lowercase_letters_digits_dashes_one_per_environment_and_run():
     assert environment_of_key("approve-production") is None
 
 
-def test_the_form_has_three_described_fields_and_rejects_by_default():
+def test_the_form_has_described_fields_and_rejects_by_default():
+    """Three to fill in (approved, approver, reason) and the release it is about, filled in."""
     schema = Approval.model_json_schema()
-    assert set(schema["properties"]) == {"approved", "approver", "reason"}
+    assert set(schema["properties"]) == {
+        "approved",
+        "approver",
+        "reason",
+        "commit",
+        "digest",
+        "author",
+    }
+    assert set(schema["required"]) == {"approver", "reason"}
     for field in schema["properties"].values():
         assert field.get("description")
     assert schema["properties"]["approved"]["type"] == "boolean"
@@ -46,9 +55,18 @@ def test_the_form_has_three_described_fields_and_rejects_by_default():
 
 
 def test_the_form_carries_the_description_the_ui_shows():
-    form = Approval.with_initial_data(description="## hello")
+    form = Approval.with_initial_data(description="## hello", commit="c" * 40, digest="sha256:d")
     assert form._description == "## hello"
-    assert set(form.model_fields) == {"approved", "approver", "reason"}
+    assert set(form.model_fields) == {
+        "approved",
+        "approver",
+        "reason",
+        "commit",
+        "digest",
+        "author",
+    }
+    schema = form.model_json_schema()["properties"]
+    assert schema["commit"]["default"] == "c" * 40 and schema["digest"]["default"] == "sha256:d"
 
 
 def evidence(baseline_p95: float | None = 4.0) -> UpstreamEvidence:

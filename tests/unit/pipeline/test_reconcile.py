@@ -76,3 +76,36 @@ def test_nothing_routed_restores_newest_verified_running_release():
     plan = decide_reconcile(state, B.digest, [A.digest])
     assert plan.stable_digest == A.digest
     assert plan.weights == {"127.0.0.1:1001": 200}
+
+
+def test_an_unverified_release_holding_all_traffic_is_in_flight_not_stable():
+    """Killed after the shift to 100 % and before verification, then another commit: the
+    verified warm release is stable, the unverified one loses its traffic and is retired."""
+    C = release(3)
+    state = live(
+        [instance(A, 1001), instance(B, 1002, "green")],
+        [server("s0", 1001, 0), server("s1", 1002, 200)],
+    )
+    plan = decide_reconcile(state, C.digest, [A.digest])
+    assert plan.stable_digest == A.digest
+    assert plan.weights == {"127.0.0.1:1001": 200, "127.0.0.1:1002": 0}
+    assert plan.stop == ["env-1002"]
+    assert any("in flight" in note for note in plan.notes)
+
+
+def test_the_newest_verified_release_is_stable_even_with_less_traffic():
+    C = release(3)
+    state = live(
+        [instance(A, 1001), instance(B, 1002, "green")],
+        [server("s0", 1001, 150), server("s1", 1002, 50)],
+    )
+    plan = decide_reconcile(state, C.digest, [B.digest, A.digest])
+    assert plan.stable_digest == B.digest
+    assert plan.weights == {"127.0.0.1:1001": 0, "127.0.0.1:1002": 200}
+
+
+def test_with_no_verified_release_running_the_only_traffic_is_not_cut():
+    C = release(3)
+    state = live([instance(B, 1002)], [server("s0", 1002, 200)])
+    plan = decide_reconcile(state, C.digest, [A.digest])
+    assert plan.stable_digest is None and plan.weights == {} and plan.stop == []

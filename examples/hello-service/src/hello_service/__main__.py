@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import uvicorn
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     except FaultSpecError as exc:
         print(f"hello-service: {exc}", file=sys.stderr)
         return 2
+    if fault.leaks:  # what a careless service does: its secrets in a crash message
+        secrets = {k: v for k, v in os.environ.items() if k == "DATABASE_URL" or "TOKEN" in k}
+        print(f"hello-service: cannot start with {secrets}", file=sys.stderr)
+        return 3
     if fault.crashes:
         print("hello-service: fault 'crash' set, exiting at start-up", file=sys.stderr)
         return 3

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 import tomllib
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -48,9 +49,12 @@ def create_app(
     word = _greeting_word()
     rng = random.Random(seed)
     counters = {"requests": 0, "errors": 0}
+    started = time.monotonic()
 
     async def api_fault() -> JSONResponse | None:
         counters["requests"] += 1
+        if fault.after_s and time.monotonic() - started < fault.after_s:
+            return None  # a late fault: good until then
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault.error_share and rng.random() < fault.error_share:

@@ -8,6 +8,10 @@ package's ``settings.toml`` (baked into the release by its commit). Values:
 - ``unhealthy``: serve, but ``/healthz`` answers 503
 - ``error:<share>``: answer 500 to that share of API requests (0 < share <= 1), e.g. ``error:0.3``
 - ``slow:<seconds>``: add that delay to every API request, e.g. ``slow:0.2``
+- ``late:<seconds>:<error or slow fault>``: a good release for that long after start-up, then
+  the fault, e.g. ``late:30:error:0.05`` (a regression that starts late in a bake)
+- ``crash-leak``: print the connection string and secrets it was given, then exit with status
+  3 (a careless crash, for the pipeline's masking)
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ class FaultSpecError(ValueError):
 class Fault:
     kind: str = "none"
     value: float = 0.0
+    after_s: float = 0.0  # late: the fault starts this long after start-up
 
     @property
     def crashes(self) -> bool:
-        return self.kind == "crash"
+        return self.kind in ("crash", "crash-leak")
+
+    @property
+    def leaks(self) -> bool:
+        return self.kind == "crash-leak"
 
     @property
     def unhealthy(self) -> bool:
@@ -47,8 +56,23 @@ class Fault:
 def parse_fault(spec: str) -> Fault:
     text = (spec or "none").strip().lower()
     kind, _, arg = text.partition(":")
-    if kind in ("none", "crash", "unhealthy") and not arg:
+    if kind in ("none", "crash", "unhealthy", "crash-leak") and not arg:
         return Fault(kind=kind)
+    if kind == "late":
+        delay, _, inner = arg.partition(":")
+        try:
+            after = float(delay)
+        except ValueError:
+            raise FaultSpecError(
+                f"fault {spec!r}: late needs seconds and a fault, e.g. late:30:error:0.05"
+            ) from None
+        fault = parse_fault(inner)
+        if fault.kind not in ("error", "slow") or after <= 0:
+            raise FaultSpecError(
+                f"fault {spec!r}: late takes seconds > 0 and an error or slow fault, "
+                "e.g. late:30:error:0.05"
+            )
+        return Fault(kind=fault.kind, value=fault.value, after_s=after)
     if kind in ("error", "slow"):
         try:
             value = float(arg)
