@@ -9,18 +9,20 @@ answer alone (which instances are alive).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator, model_validator
 
 from prefect_delivery.blocks.database import PostgresDatabase
+from prefect_delivery.blocks.environment_view import snapshot_path
 from prefect_delivery.blocks.ledger import Ledger
 from prefect_delivery.blocks.live import LiveState, join_live_state
 from prefect_delivery.blocks.metrics import MetricSource
 from prefect_delivery.blocks.metrics.probe import ProbeSource
 from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
 from prefect_delivery.blocks.metrics.router_stats import RouterStatsSource
-from prefect_delivery.blocks.paths import default_state_dir
+from prefect_delivery.blocks.paths import atomic_write_json, default_state_dir
 from prefect_delivery.blocks.release import Instance
 from prefect_delivery.blocks.routing import RouterBlock
 from prefect_delivery.blocks.secrets import load_secret
@@ -182,3 +184,21 @@ class Environment(Block):
         slots = self.router.slots() if running else []
         instances = self.target.list(self.name)
         return join_live_state(self.name, self.url, slots, instances, running)
+
+    # ----------------------------------------------------------------- the local snapshot
+    def remember(self) -> Path:
+        """Keep what the read-only commands and a break-glass rollback need, beside the
+        environment's state (``<state_dir>/environments/<name>.json``): the block as saved,
+        without any secret (the database's URL only masked, a Prometheus token not at all).
+        `delivery status`, `down` and `rollback` then act at once, without the Prefect API.
+        Written by `delivery setup` and by every flow that loads the block."""
+        data = self.model_dump(mode="json", exclude={"database", "prometheus"})
+        database = None
+        if self.database is not None:
+            database = {
+                "masked_url": self.database.masked_url,
+                "local_cluster": self.database.local_cluster,
+            }
+        path = snapshot_path(self.state_dir, self.name)
+        atomic_write_json(path, {"environment": data, "database": database})
+        return path

@@ -34,7 +34,6 @@ from prefect_delivery.blocks.errors import (
 )
 from prefect_delivery.blocks.secrets import reveal
 
-LABEL_PREFIX = "org.prefect-delivery"
 ADDRESS_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 BUILD_ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

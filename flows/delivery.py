@@ -69,6 +69,7 @@ from prefect_delivery.tasks.runtime.lock import environment_lock
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.report import DeliverySummary
 from prefect_delivery.tasks.runtime.test_record import passed_before, record_pass
+from prefect_delivery.tasks.runtime.traffic import Preempted
 from prefect_delivery.tasks.source import resolve_source
 from prefect_delivery.tasks.test import (
     SuiteReport,
@@ -123,7 +124,11 @@ class DeliveryBroken(DeliveryFailed, InfrastructureError):
 
 
 #: Names of the Failed-type final states of a run that stopped at the approval gate.
-FINAL_STATE_NAMES = {"rejected": "Rejected", "timed-out": "ApprovalTimedOut"}
+FINAL_STATE_NAMES = {
+    "rejected": "Rejected",
+    "timed-out": "ApprovalTimedOut",
+    "preempted": "Preempted",
+}
 
 
 def default_shards() -> int:
@@ -164,6 +169,7 @@ def _check_environments(names: list[str]) -> list[Environment]:
             ) from None
     for env in envs:
         env.instance_env()  # every Secret block it names must exist before anything runs
+        env.remember()
     return envs
 
 
@@ -320,6 +326,9 @@ def delivery(
             with environment_lock(env.name, env.state_dir, run_id or "local", on_busy):
                 evidence = _roll_out(env, release, previous, summary, run_id)
             previous = env
+    except Preempted as exc:
+        summary.outcome = "preempted"
+        summary.reason = str(exc).splitlines()[0][:300]
     except DeliveryError as exc:
         summary.outcome = "failed"
         summary.reason = str(exc).splitlines()[0][:300]
@@ -415,6 +424,8 @@ def _failures_as_events(env: Environment, release: Release):
     (source: pipeline; the deploy flow has already put traffic back and said so)."""
     try:
         yield
+    except Preempted:
+        raise  # not a verdict on the release: a rollback took over (it says so itself)
     except VerdictError as exc:
         gate_name = getattr(exc, "gate", "verification")
         events.verification_failed(env.name, release, str(exc)[:500], gate=gate_name)

@@ -26,6 +26,7 @@ from prefect_delivery.tasks.runtime.context import current_run_id
 from prefect_delivery.tasks.runtime.kill_points import kill_point
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.report import fmt_ms, publish_markdown, publish_table
+from prefect_delivery.tasks.runtime.traffic import Preempted
 from prefect_delivery.tasks.verify import (
     VerificationResult,
     measure_baseline,
@@ -72,6 +73,7 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
     """Deploy ``release`` to the environment named by an Environment block."""
     logger = run_logger()
     env = Environment.load(environment)
+    env.remember()
     verified = [r.digest for r in env.ledger().verified_releases()]
     if not decide_reconcile(env.observe(), release.digest, verified).already_live:
         promotion_gate(env, release)  # before anything here changes, reconciliation included
@@ -166,6 +168,14 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
             outcome.steps.append(
                 StepRecord(step=strategies.describe(step), result="done", detail=detail)
             )
+    except Preempted as exc:
+        # A rollback took the environment over: no traffic change from here on, its
+        # instances stay as the rollback left them (it retires what it left).
+        outcome.failure = str(exc)
+        outcome.steps.append(StepRecord(step="rollout", result="preempted", detail=str(exc)[:300]))
+        ledger.append("failed", release, current_run_id(), reason=str(exc)[:500])
+        _publish_report(outcome)
+        raise
     except BaseException as exc:
         outcome.failure = str(exc)
         outcome.steps.append(StepRecord(step="rollout", result="failed", detail=str(exc)[:300]))
@@ -204,6 +214,9 @@ def _roll_back(
     logger.error("Deploy of %s to %s failed: %s. Rolling back.", release.label, env.name, cause)
     try:
         revert(env, release, stable_instances, new_instances, str(cause), record_as="failed")
+    except Preempted:
+        env.ledger().append("failed", release, current_run_id(), reason=str(cause)[:500])
+        raise
     except Exception as exc:
         raise RollbackFailed(
             f"rolling back {env.name} after '{cause}' failed too: {exc}. Check `delivery "

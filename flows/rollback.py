@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, VerdictError
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.breakglass import names, rollback_plan
 from prefect_delivery.tasks.deploy import launch, restore, retire
 from prefect_delivery.tasks.migrate import rollback_gate
 from prefect_delivery.tasks.revert import revert
@@ -38,6 +39,8 @@ from prefect_delivery.tasks.runtime import events
 from prefect_delivery.tasks.runtime.context import current_run_id
 from prefect_delivery.tasks.runtime.lock import environment_lock
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.report import publish_markdown
+from prefect_delivery.tasks.runtime.traffic import preempt, traffic_lock
 from prefect_delivery.tasks.verify import (
     VerificationResult,
     health_status,
@@ -61,34 +64,6 @@ class RollbackOutcome(BaseModel):
     retired: list[str] = Field(default_factory=list)
 
 
-def choose_target(env: Environment, current: Release | None, to_digest: str | None) -> Release:
-    verified = env.ledger().verified_releases()
-    if to_digest:
-        for release in verified:
-            if release.digest == to_digest or release.commit.startswith(to_digest):
-                return release
-        raise ConfigError(
-            f"rollback {env.name} --to",
-            f"{to_digest!r} is not a release verified in {env.name}.",
-            "pick a digest or commit from `delivery status` or the environment's history.",
-        )
-    target = env.ledger().previous_verified(current.digest if current else None)
-    if target is None:
-        raise ConfigError(
-            f"rollback {env.name}",
-            "there is no previous verified release to return to.",
-            "deliver a release first; a rollback needs one verified before the current one.",
-        )
-    return target
-
-
-def _names(expected: str, digest: str) -> bool:
-    expected = expected.strip()
-    return bool(expected) and (
-        digest == expected or digest.split(":", 1)[-1].startswith(expected.split(":", 1)[-1])
-    )
-
-
 @flow(name="rollback", flow_run_name="rollback {environment}")
 def rollback(
     environment: str,
@@ -100,10 +75,12 @@ def rollback(
     """Return ``environment`` to its previous verified release (or the one ``to`` names).
 
     ``digest``: act only while this release serves (what an alert saw); a monitor's alert
-    (``source="monitor"``) must name one.
+    (``source="monitor"``) must name one. A delivery in progress is preempted: it stops at
+    its next safe point and lets go of the environment, which this flow then takes.
     """
     started = time.perf_counter()
     env = Environment.load(environment)
+    env.remember()
     if source == "monitor" and not (digest or "").strip():
         raise ConfigError(
             f"rollback {env.name} (a monitor's alert)",
@@ -112,10 +89,129 @@ def rollback(
             "send alerts with `delivery monitor-alert ENV --reason ...` (it names the digest "
             "it saw serving), or put the digest in the event's resource as delivery.digest.",
         )
+    serving = env.observe().serving()
+    if digest and (serving is None or not names(digest, serving.digest)):
+        return _not_serving(env, digest, serving)
+    by = f"rollback flow run {current_run_id() or 'local'} ({source})"
+    with traffic_lock(env.state_dir, env.name):  # a delivery in progress stops at its next
+        preempt(env.state_dir, env.name, by, None, reason)  # safe point and lets go
     with environment_lock(env.name, env.state_dir, current_run_id() or "local"):
         return roll_back_environment(
             env, to, reason, started, expect_digest=digest or None, source=source
         )
+
+
+def _not_serving(env: Environment, digest: str, serving: Release | None) -> RollbackOutcome:
+    run_logger().info(
+        "%s: the alert is about %s, which does not serve here now (%s does); nothing to do",
+        env.name,
+        digest[:19],
+        serving.label if serving else "nothing",
+    )
+    return RollbackOutcome(
+        environment=env.name,
+        url=env.url,
+        status="not-serving",
+        from_release=serving,
+        to_release=serving,
+    )
+
+
+@flow(name="rollback-record", flow_run_name="record the rollback of {environment}")
+def record_rollback(
+    environment: str,
+    to_digest: str,
+    left: list[str],
+    reason: str,
+    switch_ms: float,
+    source: Literal["person", "monitor"] = "person",
+) -> RollbackOutcome:
+    """What follows a break-glass switch (tasks/breakglass.py), which already moved all
+    traffic to ``to_digest``: once the preempted delivery let go of the environment, verify
+    the release returned to through the frontend (against absolute thresholds and its own
+    recorded figures), retire the instances of the releases left, record it (ledger,
+    rolled-back event, report). If the target fails its verification, traffic stays on it
+    (the release left was judged bad), the run ends Failed and says that both failed."""
+    started = time.perf_counter()
+    env = Environment.load(environment)
+    env.remember()
+    with environment_lock(env.name, env.state_dir, current_run_id() or "local"):
+        live = env.observe()
+        releases = live.releases()
+        target = releases.get(to_digest) or next(
+            (r for r in env.ledger().verified_releases() if r.digest == to_digest), None
+        )
+        if target is None:
+            raise ConfigError(f"rollback-record {env.name}", f"{to_digest} is not known here.")
+        outcome = RollbackOutcome(
+            environment=env.name,
+            url=env.url,
+            status="rolled-back",
+            from_release=releases.get(left[0]) if left else None,
+            to_release=target,
+            switch_ms=switch_ms,
+        )
+        if live.serving() is None or live.serving().digest != to_digest:
+            outcome.status = "superseded"
+            run_logger().warning(
+                "%s: traffic moved on since the break-glass switch to %s; recorded only",
+                env.name,
+                target.label,
+            )
+            return outcome
+        warm = [li.instance for li in live.of_release(to_digest) if li.instance.alive]
+        leaving = [li.instance for li in live.instances if li.instance.release.digest in left]
+        result = verify(env, target, reference_samples(env, target), warm, None)
+        outcome.verification = result
+        left_releases = [releases[d] for d in left if d in releases]
+        if not result.passed:
+            raise _both_failed(
+                env,
+                left_releases[0] if left_releases else None,
+                target,
+                reason,
+                "; ".join(result.reasons()),
+                f"Traffic stays on {target.label}.",
+            )
+        retired = retire.fn(env, leaving)
+        for release in left_releases:
+            events.rolled_back(env.name, release, reason[:300], to=target, source=source)
+        env.ledger().append(
+            "verified",
+            target,
+            current_run_id(),
+            reason=f"rollback: {reason}",
+            verdict=result.verdict.line(),
+            figures=recorded_figures(result.samples),
+        )
+        outcome.retired = [i.id for i in leaving][:retired]
+        outcome.seconds = time.perf_counter() - started
+        _publish_rollback_report(outcome, reason, left_releases)
+        return outcome
+
+
+def _publish_rollback_report(
+    outcome: RollbackOutcome, reason: str, left: list[Release]
+) -> None:
+    lines = [
+        f"# Rollback of {outcome.environment}: **{outcome.status}**",
+        "",
+        f"- reason: {reason}",
+        f"- traffic on `{outcome.to_release.label}` in {outcome.switch_ms:.1f} ms (one weight "
+        "change)",
+        f"- left: {', '.join(f'`{r.label}`' for r in left) or 'nothing'}",
+    ]
+    if outcome.verification is not None:
+        lines.append(f"- verification: {outcome.verification.verdict.line()}")
+    lines.append(f"- instances retired: {len(outcome.retired)}")
+    try:
+        publish_markdown(
+            key=f"rollback-{outcome.environment}",
+            markdown="\n".join(lines) + "\n",
+            description=f"Rollback of {outcome.environment} to {outcome.to_release.label}",
+        )
+    except Exception as exc:  # noqa: BLE001 - an artifact is a record, not a gate
+        run_logger().warning("could not publish the rollback report: %s", exc)
 
 
 def _stays(current: Release | None) -> str:
@@ -154,21 +250,9 @@ def roll_back_environment(
     env.router.ensure_started()
     live = env.observe()
     current = live.serving()
-    if expect_digest and (current is None or not _names(expect_digest, current.digest)):
-        logger.info(
-            "%s: the alert is about %s, which does not serve here now (%s does); nothing to do",
-            env.name,
-            expect_digest[:19],
-            current.label if current else "nothing",
-        )
-        return RollbackOutcome(
-            environment=env.name,
-            url=env.url,
-            status="not-serving",
-            from_release=current,
-            to_release=current,
-        )
-    target = choose_target(env, current, to)
+    if expect_digest and (current is None or not names(expect_digest, current.digest)):
+        return _not_serving(env, expect_digest, current)
+    target, left = rollback_plan(live, env.ledger().verified_releases(), to, env.name)
     outcome = RollbackOutcome(
         environment=env.name,
         url=env.url,
@@ -176,17 +260,17 @@ def roll_back_environment(
         from_release=current,
         to_release=target,
     )
-    if current is not None and current.digest == target.digest:
+    if not left:
         outcome.status = "already-there"
         logger.info("%s already serves %s", env.name, target.label)
         return outcome
+    current = current if current is not None and current.digest != target.digest else left[0]
     # Once a contract is applied, no rollback to a release that needs what it dropped.
     rollback_gate(env, current, target)
     reference = reference_samples(env, target)
+    left_digests = {r.digest for r in left}
     current_instances = [
-        li.instance
-        for li in live.instances
-        if current is not None and li.instance.release.digest == current.digest
+        li.instance for li in live.instances if li.instance.release.digest in left_digests
     ]
     warm = [
         li.instance
@@ -194,6 +278,29 @@ def roll_back_environment(
         if li.instance.alive and li.slot is not None
     ]
     warm = [i for i in warm if health_status(i.url, target.run.health_path) == 200]
+    serving_now = [li for li in live.instances if li.instance.alive and li.weight > 0]
+    if warm and len(warm) < len(serving_now):
+        # not enough capacity to take all the traffic: ramp up first, verified before traffic
+        extra = len(serving_now) - len(warm)
+        logger.info(
+            "%s: %s has %d warm instance(s), %d serve now: starting %d more first",
+            env.name,
+            target.label,
+            len(warm),
+            len(serving_now),
+            extra,
+        )
+        try:
+            ramp = launch(env, target, "rollback", extra)
+        except VerdictError as exc:
+            raise _both_failed(env, current, target, reason, str(exc), _stays(current)) from exc
+        before = verify_instances(env, target, ramp, reference)
+        if not before.passed:
+            retire.fn(env, ramp)
+            raise _both_failed(
+                env, current, target, reason, "; ".join(before.reasons()), _stays(current)
+            )
+        warm += ramp
     if warm:
         logger.info("%s: %s is still warm; switching traffic to it now", env.name, target.label)
         outcome.switch_ms = restore.fn(env, warm, current_instances).took_ms

@@ -36,6 +36,7 @@ from prefect_delivery.blocks.metrics import MetricScope, Samples, measure
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks.analysis import Outcome, Verdict, analyze
 from prefect_delivery.tasks.runtime.kill_points import kill_point
+from prefect_delivery.tasks.runtime.lock import assert_not_preempted
 from prefect_delivery.tasks.runtime.log import run_logger
 
 MAX_ERRORS_IN_A_ROW = 3
@@ -254,6 +255,7 @@ def run_analysis(
         )
         if action is Action.CONTINUE:
             kill_point(f"{policy.kill_point}-{env.name}")
+            assert_not_preempted(env.name)  # a safe point: a rollback may have taken over
             continue
         if action is Action.EXTEND:
             extensions += 1

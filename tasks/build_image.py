@@ -23,8 +23,9 @@ from pathlib import Path, PurePosixPath
 
 from prefect_delivery.blocks.artifacts import ArtifactStore
 from prefect_delivery.blocks.errors import ConfigError
-from prefect_delivery.blocks.registry import LABEL_PREFIX, ImageRegistry
+from prefect_delivery.blocks.registry import ImageRegistry
 from prefect_delivery.blocks.release import Artifact, Release
+from prefect_delivery.blocks.targets.docker_labels import LABEL_PREFIX
 from prefect_delivery.tasks.runtime.log import run_logger
 
 #: Folder of the build context that receives the service wheel (WHEEL is a path under it).

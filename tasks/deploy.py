@@ -19,7 +19,7 @@ from prefect_delivery.blocks.errors import ConfigError, GateFailed, Infrastructu
 from prefect_delivery.blocks.metrics.probe import smoke
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks.reconcile import decide_reconcile
-from prefect_delivery.tasks.runtime.lock import assert_slot_held
+from prefect_delivery.tasks.runtime.lock import traffic_change
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.strategies import validate_split, weights_for_share
@@ -139,9 +139,9 @@ def launch(env: Environment, release: Release, slot: str, count: int) -> list[In
                     "smoke", f"preview {instance.url} of {release.label}: " + "; ".join(problems)
                 )
             logger.info("Instance %s healthy at %s (preview passed)", instance.id, instance.url)
-        assert_slot_held(env.name)
-        for instance in started:
-            env.router.attach(instance.address)
+        with traffic_change(env.name, env.state_dir):
+            for instance in started:
+                env.router.attach(instance.address)
         for instance in started:
             env.router.wait_until_up(instance.address, timeout_s=release.run.startup_timeout_s)
     except BaseException:
@@ -184,8 +184,8 @@ def shift(
 ) -> TrafficChange:
     """Give the new release ``percent`` of the traffic; the rest stays on the stable release."""
     weights = share_weights(new_instances, stable_instances, percent)
-    assert_slot_held(env.name)
-    took = env.router.set_weights(weights)
+    with traffic_change(env.name, env.state_dir):
+        took = env.router.set_weights(weights)
     run_logger().info("%s: %d%% to the new release in %.1fms", env.name, percent, took)
     return TrafficChange(percent_new=percent, weights=weights, took_ms=took)
 
@@ -202,8 +202,8 @@ def replace(
     weights = {i.address: each for i in new_instances[: index + 1]}
     for n, instance in enumerate(stable_instances):
         weights[instance.address] = 0 if n <= index else each
-    assert_slot_held(env.name)
-    took = env.router.set_weights(weights)
+    with traffic_change(env.name, env.state_dir):
+        took = env.router.set_weights(weights)
     total = len(stable_instances)
     percent = 100.0 * min(index + 1, total) / max(1, total)
     run_logger().info(
@@ -231,8 +231,8 @@ def restore(
     attached = set(env.router.weights())
     weights = {a: w for a, w in share_weights([], stable, 0).items() if a in attached}
     weights.update({i.address: 0 for i in new_instances if i.address in attached})
-    assert_slot_held(env.name)
-    took = env.router.set_weights(weights) if weights else 0.0
+    with traffic_change(env.name, env.state_dir):
+        took = env.router.set_weights(weights) if weights else 0.0
     run_logger().warning(
         "%s: rolled back to the stable release (%d instance(s)) in %.1fms",
         env.name,

@@ -13,6 +13,7 @@ concrete type for Prefect's schema); today that is one implementation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 PLACEHOLDER_PORT = 1  # address of a slot that no instance holds
@@ -87,6 +88,16 @@ class Router(Protocol):
 
     def detach(self, address: str) -> None:
         """Take the instance out of its slot."""
+
+
+def control_from_settings(settings: dict) -> Router:
+    """The runtime client of a router as an environment's snapshot records its Block (no
+    Prefect): the part of the Router protocol that reads and changes weights."""
+    from prefect_delivery.blocks.routing.haproxy_runtime import HAProxyControl
+
+    return HAProxyControl(  # type: ignore[return-value]
+        settings["name"], Path(settings["state_dir"]) / "haproxy" / settings["name"]
+    )
 
 
 def __getattr__(name: str) -> object:

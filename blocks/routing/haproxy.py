@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,9 +19,14 @@ from prefect.blocks.core import Block
 from pydantic import Field, field_validator
 
 from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
-from prefect_delivery.blocks.paths import default_state_dir, pid_alive
-from prefect_delivery.blocks.routing import PLACEHOLDER_PORT, SlotState
-from prefect_delivery.blocks.routing.haproxy_runtime import BACKEND, RuntimeAPI, render_config
+from prefect_delivery.blocks.paths import default_state_dir
+from prefect_delivery.blocks.routing import SlotState
+from prefect_delivery.blocks.routing.haproxy_runtime import (
+    BACKEND,
+    HAProxyControl,
+    RuntimeAPI,
+    render_config,
+)
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -97,23 +101,13 @@ class HAProxyRouter(Block):
         return self.server_slots
 
     def api(self) -> RuntimeAPI:
-        return RuntimeAPI(str(self.socket_path))
+        return self.control().api()
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if pid_alive(pid) else None
+        return self.control().pid()
 
     def is_running(self) -> bool:
-        if self.pid() is None:
-            return False
-        try:
-            self.api().execute("show info")
-        except InfrastructureError:
-            return False
-        return True
+        return self.control().is_running()
 
     # ----------------------------------------------------------------- lifecycle
     def _haproxy(self) -> str:
@@ -231,109 +225,30 @@ class HAProxyRouter(Block):
             )
 
     def stop(self) -> None:
-        pid = self.pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 5
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        for path in (self.socket_path, self.pidfile):
-            path.unlink(missing_ok=True)
+        self.control().stop()
 
-    # ----------------------------------------------------------------- reading
+    # ----------------------------------------------------------------- the runtime API
+    def control(self) -> HAProxyControl:
+        """The client of this router's admin socket (weights, slots): no Prefect needed."""
+        return HAProxyControl(self.name, self.workdir)
+
     def slots(self) -> list[SlotState]:
-        """Every backend slot with its address, status, weight and counters, read live."""
-        return self.api().servers()
+        return self.control().slots()
 
     def weights(self) -> dict[str, int]:
-        """Live weight per instance address ("host:port"), for slots that hold an instance."""
-        return {s.address: s.weight for s in self.slots() if s.in_use}
-
-    # ----------------------------------------------------------------- changing
-    def _slot_of(self, address: str, slots: list[SlotState] | None = None) -> SlotState:
-        for server in slots if slots is not None else self.slots():
-            if server.in_use and server.address == address:
-                return server
-        raise InfrastructureError(f"no backend slot of '{self.name}' holds {address}")
+        return self.control().weights()
 
     def attach(self, address: str) -> str:
-        """Put an instance into a free slot with weight 0; returns the slot name."""
-        servers = self.slots()
-        for server in servers:
-            if server.in_use and server.address == address:
-                return server.name
-        free = [s for s in servers if not s.in_use]
-        if not free:
-            raise ConfigError(
-                f"router '{self.name}' server_slots",
-                f"all {len(servers)} backend slots are taken.",
-                "raise server_slots in the router block, or retire old instances "
-                "(`delivery down` stops everything).",
-            )
-        host, port = address.rsplit(":", 1)
-        slot = free[0].name
-        self.api().checked(
-            f"set server {BACKEND}/{slot} addr {host} port {port}",
-            f"set server {BACKEND}/{slot} weight 0",
-            f"set server {BACKEND}/{slot} state ready",
-        )
-        return slot
+        return self.control().attach(address)
 
     def wait_until_up(self, address: str, timeout_s: float = 15.0) -> None:
-        """Wait until HAProxy's own health check sees the instance UP (so weight moves traffic)."""
-        deadline = time.monotonic() + timeout_s
-        status = "?"
-        while time.monotonic() < deadline:
-            status = self._slot_of(address).status
-            if status.startswith("UP") or status == "no check":
-                return
-            time.sleep(0.05)
-        raise InfrastructureError(
-            f"HAProxy of '{self.name}' still reports {address} as {status} after {timeout_s:.0f}s"
-        )
+        self.control().wait_until_up(address, timeout_s)
 
     def set_weights(self, weights: dict[str, int]) -> float:
-        """Apply weights to instance addresses in one round trip; returns milliseconds taken.
-
-        Raises come first and cuts last, so at no moment is every server at weight 0.
-        """
-        for address, weight in weights.items():
-            if not 0 <= weight <= 256:
-                raise ConfigError(
-                    "weights", f"{address}: weight {weight} is outside 0..256.", "use 0..256."
-                )
-        servers = self.slots()
-        current = {s.address: s for s in servers if s.in_use}
-        slots = {address: self._slot_of(address, servers).name for address in weights}
-        ordered = sorted(weights, key=lambda a: weights[a] <= current[a].weight)
-        commands = [f"set server {BACKEND}/{slots[a]} weight {weights[a]}" for a in ordered]
-        started = time.perf_counter()
-        self.api().checked(*commands)
-        return (time.perf_counter() - started) * 1000
+        return self.control().set_weights(weights)
 
     def drain(self, address: str, timeout_s: float = 10.0) -> None:
-        """Weight 0, then wait until the instance has no open sessions left."""
-        slot = self._slot_of(address).name
-        self.api().checked(f"set server {BACKEND}/{slot} weight 0")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._slot_of(address).current_sessions == 0:
-                return
-            time.sleep(0.05)
+        self.control().drain(address, timeout_s)
 
     def detach(self, address: str) -> None:
-        """Take the instance out of its slot (maintenance, placeholder address)."""
-        try:
-            slot = self._slot_of(address).name
-        except InfrastructureError:
-            return
-        self.api().checked(
-            f"set server {BACKEND}/{slot} weight 0",
-            f"set server {BACKEND}/{slot} state maint",
-            f"set server {BACKEND}/{slot} addr 127.0.0.1 port {PLACEHOLDER_PORT}",
-        )
+        self.control().detach(address)

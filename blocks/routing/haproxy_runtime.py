@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
 import socket
+import time
+from pathlib import Path
 
-from prefect_delivery.blocks.errors import InfrastructureError
+from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
+from prefect_delivery.blocks.paths import pid_alive
 from prefect_delivery.blocks.routing import PLACEHOLDER_PORT, SlotState
 
 BACKEND = "be_app"
@@ -174,3 +179,149 @@ def parse_stat(text: str) -> list[SlotState]:
             )
         )
     return result
+
+
+class HAProxyControl:
+    """The runtime side of one environment's HAProxy: its admin socket and pidfile under
+    ``workdir``. Pure client code (no Prefect): the HAProxyRouter Block hands it out
+    (``control()``), and the commands that must answer at once (status, break-glass rollback)
+    make it from the environment's snapshot."""
+
+    def __init__(self, name: str, workdir: Path):
+        self.name = name
+        self.workdir = Path(workdir)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "admin.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.workdir / "haproxy.pid"
+
+    def api(self) -> RuntimeAPI:
+        return RuntimeAPI(str(self.socket_path))
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def stop(self) -> None:
+        """Stop this HAProxy (SIGTERM, then SIGKILL) and forget its socket and pidfile."""
+        pid = self.pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 5
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for path in (self.socket_path, self.pidfile):
+            path.unlink(missing_ok=True)
+
+    def is_running(self) -> bool:
+        if self.pid() is None:
+            return False
+        try:
+            self.api().execute("show info")
+        except InfrastructureError:
+            return False
+        return True
+
+    def slots(self) -> list[SlotState]:
+        """Every backend slot with its address, status, weight and counters, read live."""
+        return self.api().servers()
+
+    def weights(self) -> dict[str, int]:
+        """Live weight per instance address ("host:port"), for slots that hold an instance."""
+        return {s.address: s.weight for s in self.slots() if s.in_use}
+
+    # ----------------------------------------------------------------- changing
+    def _slot_of(self, address: str, slots: list[SlotState] | None = None) -> SlotState:
+        for server in slots if slots is not None else self.slots():
+            if server.in_use and server.address == address:
+                return server
+        raise InfrastructureError(f"no backend slot of '{self.name}' holds {address}")
+
+    def attach(self, address: str) -> str:
+        """Put an instance into a free slot with weight 0; returns the slot name."""
+        servers = self.slots()
+        for server in servers:
+            if server.in_use and server.address == address:
+                return server.name
+        free = [s for s in servers if not s.in_use]
+        if not free:
+            raise ConfigError(
+                f"router '{self.name}' server_slots",
+                f"all {len(servers)} backend slots are taken.",
+                "raise server_slots in the router block, or retire old instances "
+                "(`delivery down` stops everything).",
+            )
+        host, port = address.rsplit(":", 1)
+        slot = free[0].name
+        self.api().checked(
+            f"set server {BACKEND}/{slot} addr {host} port {port}",
+            f"set server {BACKEND}/{slot} weight 0",
+            f"set server {BACKEND}/{slot} state ready",
+        )
+        return slot
+
+    def wait_until_up(self, address: str, timeout_s: float = 15.0) -> None:
+        """Wait until HAProxy's own health check sees the instance UP (so weight moves traffic)."""
+        deadline = time.monotonic() + timeout_s
+        status = "?"
+        while time.monotonic() < deadline:
+            status = self._slot_of(address).status
+            if status.startswith("UP") or status == "no check":
+                return
+            time.sleep(0.05)
+        raise InfrastructureError(
+            f"HAProxy of '{self.name}' still reports {address} as {status} after {timeout_s:.0f}s"
+        )
+
+    def set_weights(self, weights: dict[str, int]) -> float:
+        """Apply weights to instance addresses in one round trip; returns milliseconds taken.
+
+        Raises come first and cuts last, so at no moment is every server at weight 0.
+        """
+        for address, weight in weights.items():
+            if not 0 <= weight <= 256:
+                raise ConfigError(
+                    "weights", f"{address}: weight {weight} is outside 0..256.", "use 0..256."
+                )
+        servers = self.slots()
+        current = {s.address: s for s in servers if s.in_use}
+        slots = {address: self._slot_of(address, servers).name for address in weights}
+        ordered = sorted(weights, key=lambda a: weights[a] <= current[a].weight)
+        commands = [f"set server {BACKEND}/{slots[a]} weight {weights[a]}" for a in ordered]
+        started = time.perf_counter()
+        self.api().checked(*commands)
+        return (time.perf_counter() - started) * 1000
+
+    def drain(self, address: str, timeout_s: float = 10.0) -> None:
+        """Weight 0, then wait until the instance has no open sessions left."""
+        slot = self._slot_of(address).name
+        self.api().checked(f"set server {BACKEND}/{slot} weight 0")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._slot_of(address).current_sessions == 0:
+                return
+            time.sleep(0.05)
+
+    def detach(self, address: str) -> None:
+        """Take the instance out of its slot (maintenance, placeholder address)."""
+        try:
+            slot = self._slot_of(address).name
+        except InfrastructureError:
+            return
+        self.api().checked(
+            f"set server {BACKEND}/{slot} weight 0",
+            f"set server {BACKEND}/{slot} state maint",
+            f"set server {BACKEND}/{slot} addr 127.0.0.1 port {PLACEHOLDER_PORT}",
+        )

@@ -18,7 +18,6 @@ The Target protocol of blocks/target.py, like ProcessTarget, on a Docker engine 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -27,79 +26,40 @@ from typing import Any
 
 from prefect.blocks.core import Block
 from prefect_docker.host import DockerHost
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
 from prefect_delivery.blocks.paths import default_state_dir, free_port
 from prefect_delivery.blocks.registry import (
-    LABEL_PREFIX,
     ImageRegistry,
     open_docker,
     registry_error,
 )
 from prefect_delivery.blocks.release import Instance, Release
-
-#: Label keys every container of ours carries.
-L_MANAGED = f"{LABEL_PREFIX}.managed"
-L_SCOPE = f"{LABEL_PREFIX}.scope"
-L_SERVICE = f"{LABEL_PREFIX}.service"
-L_ENVIRONMENT = f"{LABEL_PREFIX}.environment"
-L_SLOT = f"{LABEL_PREFIX}.slot"
-L_INSTANCE = f"{LABEL_PREFIX}.instance"
-L_DIGEST = f"{LABEL_PREFIX}.release.digest"
-L_VERSION = f"{LABEL_PREFIX}.release.version"
-L_COMMIT = f"{LABEL_PREFIX}.release.commit"
-L_RELEASE = f"{LABEL_PREFIX}.release"
-L_HOST = f"{LABEL_PREFIX}.host"
-L_PORT = f"{LABEL_PREFIX}.port"
-L_STARTED = f"{LABEL_PREFIX}.started-at"
+from prefect_delivery.blocks.targets.docker_labels import (  # noqa: F401 - the label API
+    L_COMMIT,
+    L_DIGEST,
+    L_ENVIRONMENT,
+    L_HOST,
+    L_INSTANCE,
+    L_MANAGED,
+    L_PORT,
+    L_RELEASE,
+    L_SCOPE,
+    L_SERVICE,
+    L_SLOT,
+    L_STARTED,
+    L_VERSION,
+    container_labels,
+    instance_from_labels,
+    instances_of,
+    label_filters,
+    scope_for,
+)
 
 MEMORY_RE = re.compile(r"^[1-9][0-9]*[bkmg]?$")
 SCOPE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 NS = 1_000_000_000
-
-
-def scope_for(state_dir: str) -> str:
-    """A short, stable label value for one pipeline installation (its state folder)."""
-    return "pd" + hashlib.sha256(state_dir.encode()).hexdigest()[:10]
-
-
-def container_labels(instance: Instance, scope: str) -> dict[str, str]:
-    release = instance.release
-    return {
-        L_MANAGED: "prefect-delivery",
-        L_SCOPE: scope,
-        L_SERVICE: instance.service,
-        L_ENVIRONMENT: instance.environment,
-        L_SLOT: instance.slot,
-        L_INSTANCE: instance.id,
-        L_DIGEST: release.digest,
-        L_VERSION: release.version,
-        L_COMMIT: release.commit,
-        L_RELEASE: release.model_dump_json(),
-        L_HOST: instance.host,
-        L_PORT: str(instance.port),
-        L_STARTED: instance.started_at.isoformat(),
-    }
-
-
-def instance_from_labels(labels: dict[str, str], handle: str, alive: bool) -> Instance | None:
-    """The Instance a container's labels describe; None for labels that are not ours."""
-    try:
-        return Instance(
-            id=labels[L_INSTANCE],
-            environment=labels[L_ENVIRONMENT],
-            service=labels[L_SERVICE],
-            slot=labels[L_SLOT],
-            release=Release.model_validate_json(labels[L_RELEASE]),
-            host=labels[L_HOST],
-            port=int(labels[L_PORT]),
-            started_at=datetime.fromisoformat(labels[L_STARTED]),
-            handle=handle,
-            alive=alive,
-        )
-    except (KeyError, ValueError, ValidationError):
-        return None
 
 
 def health_command(release: Release, host: str, port: int) -> list[str]:
@@ -199,10 +159,7 @@ class DockerTarget(Block):
         )
 
     def _filters(self, environment: str | None = None) -> dict[str, list[str]]:
-        labels = [f"{L_SCOPE}={self.scope}", f"{L_MANAGED}=prefect-delivery"]
-        if environment is not None:
-            labels.append(f"{L_ENVIRONMENT}={environment}")
-        return {"label": labels}
+        return label_filters(self.scope, environment)
 
     def _name(self, instance_id: str) -> str:
         return f"{self.scope}-{instance_id}"
@@ -313,14 +270,7 @@ class DockerTarget(Block):
             containers = client.containers.list(all=True, filters=self._filters(environment))
         finally:
             client.close()
-        result = []
-        for container in containers:
-            instance = instance_from_labels(
-                container.labels, container.id, container.status == "running"
-            )
-            if instance is not None:
-                result.append(instance)
-        return sorted(result, key=lambda i: (i.started_at, i.id))
+        return instances_of(containers)
 
     def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
         import docker

@@ -9,12 +9,9 @@ those records with /proc, so a pid that was reused by another program is not mis
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,30 +25,12 @@ from prefect_delivery.blocks.paths import (
     atomic_write_json,
     default_state_dir,
     free_port,
-    pid_alive,
     process_start_ticks,
 )
 from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
-PENDING = "pending"  # handle of an instance whose process is being started
-
-
-def find_process(instance_id: str) -> int | None:
-    """The pid of the process started for ``instance_id`` (found by its environment)."""
-    marker = f"DELIVERY_INSTANCE={instance_id}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            return int(entry.name)
-    return None
-
-
 class ProcessTarget(Block):
     """Runs instances of a release as local processes on free loopback ports."""
 
@@ -153,56 +132,15 @@ class ProcessTarget(Block):
         atomic_write_json(record, instance.model_dump(mode="json"))
         return instance
 
-    @staticmethod
-    def _pid(instance: Instance) -> tuple[int, int | None]:
-        if instance.handle == PENDING:
-            pid = find_process(instance.id)
-            return (pid or 0), (process_start_ticks(pid) if pid else None)
-        pid, _, ticks = instance.handle.partition(":")
-        return int(pid), int(ticks) if ticks and ticks != "None" else None
-
-    def _is_alive(self, instance: Instance) -> bool:
-        pid, ticks = self._pid(instance)
-        if not pid or not pid_alive(pid):
-            return False
-        return ticks is None or process_start_ticks(pid) == ticks
+    def records(self) -> ProcessRecords:
+        """The instance records and processes of this target (pure: no Prefect needed)."""
+        return ProcessRecords(self.state_dir)
 
     def list(self, environment: str) -> list[Instance]:
-        folder = self.instances_dir(environment)
-        result = []
-        for record in sorted(folder.glob("*.json")) if folder.exists() else []:
-            try:
-                instance = Instance.model_validate(json.loads(record.read_text()))
-            except (OSError, ValueError):
-                continue
-            instance.alive = self._is_alive(instance)
-            result.append(instance)
-        return result
+        return self.records().list(environment)
 
     def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
-        if self._is_alive(instance):
-            pid, _ = self._pid(instance)
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + timeout_s
-            while self._is_alive(instance) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if self._is_alive(instance):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                while self._is_alive(instance) and time.monotonic() < deadline + 5:
-                    time.sleep(0.05)
-        folder = self.instances_dir(instance.environment)
-        (folder / f"{instance.id}.json").unlink(missing_ok=True)
+        self.records().stop(instance, timeout_s)
 
     def logs(self, instance: Instance, lines: int = 20) -> str:
-        path = self.instances_dir(instance.environment) / f"{instance.id}.log"
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.records().logs(instance, lines)

@@ -26,7 +26,6 @@ import sys
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from prefect_delivery.flows.cli import demo, lab, run, server, setup, status  # noqa: E402
 from prefect_delivery.flows.cli.common import (  # noqa: E402
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -37,18 +36,32 @@ from prefect_delivery.flows.cli.common import (  # noqa: E402
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Commands that answer at once: they read the router, the target and the ledger from the
+#: environments' snapshots and never import Prefect (which takes seconds to load).
+FAST = ("status", "down", "rollback")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="delivery", description="Continuous delivery as Prefect flows."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    if only in FAST:
+        from prefect_delivery.flows.cli import run, status
+
+        (status if only in ("status", "down") else run).add_commands(sub)
+        return parser
+    from prefect_delivery.flows.cli import demo, lab, run, server, setup, status
+
     for commands in (demo, setup, run, status, lab, server):
         commands.add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    fast = argv[0] if argv and argv[0] in FAST else None
+    args = build_parser(fast).parse_args(argv)
     from pydantic import ValidationError
 
     from prefect_delivery.blocks.errors import ConfigError, DeliveryError

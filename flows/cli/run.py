@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from prefect_delivery.flows.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, print_err
+from prefect_delivery.flows.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    print_err,
+    state_dirs,
+)
 
 
 def run_delivery(
@@ -52,10 +58,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    """Break glass: traffic back on the previous verified release at once (from the
+    environment's snapshot, without waiting for Prefect), then verify and record it in the
+    background; what cannot be switched at once goes through the rollback flow, said first."""
+    from prefect_delivery.blocks.environment_view import EnvironmentView
+
+    view = EnvironmentView.recall(args.environment, state_dirs(args.state_dir))
+    if view is not None and not args.through_flow:
+        from prefect_delivery.tasks.breakglass import break_glass
+
+        switch = break_glass(view, args.reason, by="delivery rollback (a person)", to=args.to)
+        if switch.status in ("switched", "already-there"):
+            print(switch.message)
+            if switch.status == "switched":
+                log = spawn_record(view.state_dir, switch, args.reason, "person")
+                print(
+                    f"Verifying {switch.target.label} and recording the rollback in the "
+                    f"background (the rollback-record flow; log: {log})."
+                )
+            return EXIT_OK
+        print(f"{view.name}: {switch.message}; the rollback flow does it now.", flush=True)
+    return rollback_through_the_flow(args)
+
+
+def rollback_through_the_flow(args: argparse.Namespace) -> int:
     from prefect_delivery.flows.rollback import rollback
 
-    outcome = rollback(environment=args.environment, to=args.to, reason=args.reason)
-    if outcome.status == "already-there":
+    outcome = rollback(
+        environment=args.environment,
+        to=args.to,
+        reason=args.reason,
+        digest=getattr(args, "digest", None),
+        source=getattr(args, "source", None) or "person",
+    )
+    if outcome.status == "not-serving":
+        print(f"{outcome.environment}: the alert's release no longer serves; nothing to do")
+    elif outcome.status == "already-there":
         print(f"{outcome.environment} already serves {outcome.to_release.label}")
     else:
         how = "restarted from its artifact" if outcome.restarted else "still warm"
@@ -63,6 +101,58 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"{outcome.environment} rolled back to {outcome.to_release.label} ({how}); "
             f"traffic switch {outcome.switch_ms:.1f}ms, {outcome.seconds:.1f}s in all"
         )
+    return EXIT_OK
+
+
+def spawn_record(state_dir: str, switch, reason: str, source: str) -> Path:
+    """Start the bookkeeping of a break-glass switch as a process of its own (it needs the
+    Prefect API, which the person must not wait for); returns its log file."""
+    import subprocess
+    import sys
+    import time
+
+    log = Path(state_dir) / "logs" / f"rollback-{switch.environment}-{int(time.time())}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "prefect_delivery.flows.cli",
+        "_record-rollback",
+        switch.environment,
+        "--to",
+        switch.target.digest,
+        "--reason",
+        reason,
+        "--switch-ms",
+        f"{switch.switch_ms:.3f}",
+        "--source",
+        source,
+    ]
+    for release in switch.left:
+        argv += ["--left", release.digest]
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return log
+
+
+def cmd_record_rollback(args: argparse.Namespace) -> int:
+    from prefect_delivery.flows.rollback import record_rollback
+
+    outcome = record_rollback(
+        environment=args.environment,
+        to_digest=args.to,
+        left=args.left or [],
+        reason=args.reason,
+        switch_ms=args.switch_ms,
+        source=args.source,
+    )
+    print(f"{outcome.environment}: rollback to {outcome.to_release.label} {outcome.status}")
     return EXIT_OK
 
 
@@ -98,7 +188,25 @@ def add_commands(sub) -> None:
     rb.add_argument("environment")
     rb.add_argument("--to", help="digest or commit of a verified release (default: the previous)")
     rb.add_argument("--reason", default="requested from the command line")
+    rb.add_argument("--state-dir", help="where the environment's snapshot is (see `status`)")
+    rb.add_argument(
+        "--through-flow",
+        action="store_true",
+        help="skip the break-glass switch: the rollback flow decides, switches and records "
+        "(slower: it waits for Prefect and for the environment's slot)",
+    )
+    rb.add_argument("--digest", help=argparse.SUPPRESS)  # an alert's: act only while it serves
+    rb.add_argument("--source", choices=["person", "monitor"], help=argparse.SUPPRESS)
     rb.set_defaults(func=cmd_rollback)
+
+    record = sub.add_parser("_record-rollback", help=argparse.SUPPRESS)
+    record.add_argument("environment")
+    record.add_argument("--to", required=True)
+    record.add_argument("--left", action="append")
+    record.add_argument("--reason", required=True)
+    record.add_argument("--switch-ms", type=float, default=0.0)
+    record.add_argument("--source", choices=["person", "monitor"], default="person")
+    record.set_defaults(func=cmd_record_rollback)
 
     rt = sub.add_parser("retire", help="stop a release kept warm (not serving) in an environment")
     rt.add_argument("environment")

@@ -82,6 +82,33 @@ def cmd_monitor_alert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_monitor_listen(args: argparse.Namespace) -> int:
+    """Always on: a monitor's alert (a verification-failed event with delivery.source=monitor)
+    moves traffic back at once (tasks/monitor_listener.py)."""
+    import subprocess
+    import sys
+
+    from prefect_delivery.flows.cli.common import state_dirs
+    from prefect_delivery.flows.cli.run import spawn_record
+    from prefect_delivery.tasks.monitor_listener import listen
+
+    def spawn(view, switch, reason):
+        return spawn_record(view.state_dir, switch, reason, "monitor")
+
+    def through_flow(environment: str, digest: str, reason: str):
+        argv = [sys.executable, "-m", "prefect_delivery.flows.cli", "rollback", environment]
+        argv += ["--through-flow", "--digest", digest, "--source", "monitor", "--reason", reason]
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    print(
+        f"Listening for monitors' alerts about {', '.join(args.env) if args.env else 'every '}"
+        f"{'' if args.env else 'environment'} (Ctrl-C to stop)",
+        flush=True,
+    )
+    listen(state_dirs(args.state_dir), args.env or None, spawn, through_flow)
+    return EXIT_OK
+
+
 def add_commands(sub) -> None:
     """Add the server-path subcommands to the ``delivery`` parser."""
     setup = sub.add_parser(
@@ -121,3 +148,12 @@ def add_commands(sub) -> None:
         "only while it still serves",
     )
     alert.set_defaults(func=cmd_monitor_alert)
+
+    listener = sub.add_parser(
+        "monitor-listen",
+        help="always on, beside the worker: a monitor's alert rolls its environment back at "
+        "once (break glass), then verifies and records it",
+    )
+    listener.add_argument("--env", action="append", help="only these environments")
+    listener.add_argument("--state-dir", help="where the environments' snapshots are")
+    listener.set_defaults(func=cmd_monitor_listen)

@@ -199,6 +199,7 @@ def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
             promotion=policies[name],
         )
         env.save(name, overwrite=True)
+        env.remember()  # the snapshot `delivery status` and a break-glass rollback read
         urls[name] = env.url
     return urls
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from prefect_delivery.flows.cli.common import EXIT_OK
+from prefect_delivery.flows.cli.common import EXIT_OK, state_dirs
 from prefect_delivery.tasks.status import shut_down, status_report
 
 
@@ -44,7 +44,7 @@ def print_status(report: list[dict]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = status_report(args.env or None)
+    report = status_report(args.env or None, state_dirs(args.state_dir))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -53,17 +53,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    stopped = shut_down(args.env or None)
+    stopped = shut_down(args.env or None, state_dirs(args.state_dir))
     print(f"Stopped {len(stopped)} process(es): {', '.join(stopped) or 'none'}")
     return EXIT_OK
+
+
+STATE_DIR_HELP = (
+    "where the environments' snapshots are (default: $DELIVERY_STATE_DIR, ./.delivery and "
+    "the user's state folder); read without the Prefect API"
+)
 
 
 def add_commands(sub) -> None:
     status = sub.add_parser("status", help="what is live in each environment, read live")
     status.add_argument("--json", action="store_true")
     status.add_argument("--env", action="append")
+    status.add_argument("--state-dir", help=STATE_DIR_HELP)
     status.set_defaults(func=cmd_status)
 
     down = sub.add_parser("down", help="stop every instance and router of the environments")
     down.add_argument("--env", action="append")
+    down.add_argument("--state-dir", help=STATE_DIR_HELP)
     down.set_defaults(func=cmd_down)

@@ -27,6 +27,7 @@ from prefect.client.orchestration import get_client
 
 from prefect_delivery.blocks.errors import InfrastructureError
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.traffic import preempted_error, preemption, traffic_lock
 
 LEASE_S = 60.0  # the server's minimum lease
 POLL_S = 0.5
@@ -38,8 +39,10 @@ class SlotLost(InfrastructureError):
 
 
 class _Held:
-    def __init__(self, lease: UUID):
+    def __init__(self, lease: UUID, state_dir: str):
         self.lease = lease
+        self.state_dir = state_dir
+        self.since = time.time()  # wall clock: compared with a rollback's preemption marker
         self.last_ok = time.monotonic()
         self.lost: str | None = None
 
@@ -49,10 +52,23 @@ _HELD: dict[str, _Held] = {}
 _HELD_LOCK = threading.Lock()
 
 
+def assert_not_preempted(environment: str) -> None:
+    """A safe point: stop if a rollback preempted this process's hold on the environment."""
+    with _HELD_LOCK:
+        held = _HELD.get(environment)
+    if held is None:
+        return
+    marker = preemption(held.state_dir, environment, held.since)
+    if marker is not None:
+        raise preempted_error(environment, marker)
+
+
 def assert_slot_held(environment: str) -> None:
-    """Before a traffic change: renew this process's lease on the environment's slot now; if
-    the lease is gone (expired, released, taken), stop with the reason. A caller that holds no
-    slot (a test calling a task directly, a read-only command) is not checked."""
+    """Before a traffic change (under the traffic lock): stop if a rollback preempted this
+    delivery; renew this process's lease on the environment's slot now, and if the lease is
+    gone (expired, released, taken), stop with the reason. A caller that holds no slot (a
+    test calling a task directly, a read-only command) is not checked."""
+    assert_not_preempted(environment)
     with _HELD_LOCK:
         held = _HELD.get(environment)
     if held is None:
@@ -179,7 +195,7 @@ def environment_lock(
         if waited > 1:
             logger.info("%s: got the delivery slot after %.1fs", environment, waited)
         stop = threading.Event()
-        held = _Held(lease)
+        held = _Held(lease, state_dir)
         with _HELD_LOCK:
             _HELD[environment] = held
         renewer = threading.Thread(target=_renew, args=(held, stop), daemon=True)
@@ -254,3 +270,12 @@ def _describe(path: Path) -> str:
         data = {}
     holder = data.get("holder")
     return f"flow run {holder}" if holder else "another delivery"
+
+
+@contextmanager
+def traffic_change(environment: str, state_dir: str) -> Iterator[None]:
+    """One traffic change: under the environment's traffic lock, after checking that this
+    delivery was not preempted and still holds its slot."""
+    with traffic_lock(state_dir, environment):
+        assert_slot_held(environment)
+        yield

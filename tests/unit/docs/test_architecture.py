@@ -46,7 +46,7 @@ def test_every_package_folder_is_installed_under_the_namespace():
 
 def test_the_blocks_register_through_prefects_collection_entry_point():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert config["project"]["entry-points"]["prefect.collections"] == {NS: f"{NS}.blocks"}
+    assert config["project"]["entry-points"]["prefect.collections"] == {NS: f"{NS}.blocks.catalog"}
     assert config["project"]["scripts"]["delivery"] == f"{NS}.flows.cli:main"
     from prefect.blocks.core import Block
 
@@ -98,7 +98,7 @@ def test_dependencies_point_one_way():
 #: Outside blocks/routing/, "haproxy" may appear only as a configuration name: the block type
 #: slugs and field names saved blocks carry, the router Block registered and configured.
 ROUTER_CONFIGURATION = {
-    "blocks/__init__.py": r"(blocks\.routing\.haproxy import )?HAProxyRouter",
+    "blocks/__init__.py": r"(blocks\.routing\.haproxy\b|HAProxyRouter)",
     "flows/cli/setup.py": r"(blocks\.routing\.haproxy import )?HAProxyRouter",
     "blocks/environment.py": r"haproxy_stats",
     "blocks/metrics/router_stats.py": r"haproxy-stats-source",
