@@ -26,17 +26,17 @@ import numpy as np
 from scipy import special
 
 SCALES = (4.0, 32.0, 256.0, 2048.0)
-_LOG_W = -math.log(len(SCALES))
 
 
 def _prior(p0: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     return scale * p0 + 0.5, scale * (1 - p0) + 0.5
 
 
-def log_evidence(s, n, p0, side: str) -> np.ndarray:
+def log_evidence(s, n, p0, side: str, scales: tuple[float, ...] = SCALES) -> np.ndarray:
     """Log of the mixture martingale against H0 rate <= p0 (side 'greater') or >= p0 ('less').
 
-    Vectorised over s, n, p0 (broadcast). 0 < p0 < 1; 0 <= s <= n."""
+    Vectorised over s, n, p0 (broadcast). 0 < p0 < 1; 0 <= s <= n. ``scales``: the prior
+    sample sizes of the mixture (a few outcomes far from p0 need a small one, e.g. 1)."""
     s = np.asarray(s, dtype=float)
     n = np.asarray(n, dtype=float)
     p0 = np.clip(np.asarray(p0, dtype=float), 1e-12, 1 - 1e-12)
@@ -46,7 +46,7 @@ def log_evidence(s, n, p0, side: str) -> np.ndarray:
     tail = special.betaincc if side == "greater" else special.betainc
     terms = []
     with np.errstate(divide="ignore"):
-        for scale in SCALES:
+        for scale in scales:
             a, b = _prior(p0, scale)
             terms.append(
                 special.betaln(a + s, b + f)
@@ -57,14 +57,14 @@ def log_evidence(s, n, p0, side: str) -> np.ndarray:
     stacked = np.stack(terms)
     top = np.max(stacked, axis=0)
     top = np.where(np.isfinite(top), top, 0.0)
-    return np.log(np.sum(np.exp(stacked - top), axis=0)) + top + _LOG_W - null
+    return np.log(np.sum(np.exp(stacked - top), axis=0)) + top - math.log(len(scales)) - null
 
 
-def rejects(s, n, p0, alpha: float, side: str) -> bool:
+def rejects(s, n, p0, alpha: float, side: str, scales: tuple[float, ...] = SCALES) -> bool:
     """True when H0 (rate <= p0 for 'greater', rate >= p0 for 'less') is rejected at alpha."""
     if n <= 0:
         return False
-    return bool(log_evidence(s, n, p0, side) >= math.log(1 / alpha))
+    return bool(log_evidence(s, n, p0, side, scales) >= math.log(1 / alpha))
 
 
 def lower_bound(s: int, n: int, alpha: float) -> float:

@@ -90,7 +90,7 @@ class JudgePolicy(BaseModel):
     interval_evidence_cap: float | None = Field(
         default=None,
         gt=1,
-        description="Largest latency e-value one interval may contribute (default 4): one "
+        description="Largest latency e-value one interval may contribute (default 3): one "
         "interval where the machine slowed one side cannot decide alone.",
     )
     service_metrics: list[ServiceMetric] = Field(default_factory=list)
@@ -109,7 +109,7 @@ class JudgePolicy(BaseModel):
         if self.latency_tolerance is None:
             self.latency_tolerance = 0.50 if self.kind == "rollback" else 0.10
         if self.interval_evidence_cap is None:
-            self.interval_evidence_cap = 4.0
+            self.interval_evidence_cap = 3.0
         return self
 
     def windows(self) -> int:
