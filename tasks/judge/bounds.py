@@ -54,10 +54,11 @@ def log_evidence(s, n, p0, side: str, scales: tuple[float, ...] = SCALES) -> np.
                 + np.log(tail(a + s, b + f, p0))
                 - np.log(tail(a, b, p0))
             )
-    stacked = np.stack(terms)
-    top = np.max(stacked, axis=0)
-    top = np.where(np.isfinite(top), top, 0.0)
-    return np.log(np.sum(np.exp(stacked - top), axis=0)) + top - math.log(len(scales)) - null
+        stacked = np.stack(terms)
+        top = np.max(stacked, axis=0)
+        top = np.where(np.isfinite(top), top, 0.0)
+        total = np.log(np.sum(np.exp(stacked - top), axis=0))  # -inf where no prior mass fits
+    return total + top - math.log(len(scales)) - null
 
 
 def rejects(s, n, p0, alpha: float, side: str, scales: tuple[float, ...] = SCALES) -> bool:
