@@ -11,6 +11,10 @@
   ratio psi > 1 has expectation 1 under that null, and <= 1 when the new release is faster, so
   the product over intervals, mixed over a grid of psi, is a test martingale (Ville: P(ever
   >= 1/alpha) <= alpha). Inverted over a grid of ratios it gives the lower bound of the shift.
+  Each interval's e-value e is bounded to min(cap, 0.2 + 0.8 e) (cap 3 by default): still an
+  e-value (a mix with 1, then a minimum), so the product stays a test supermartingale, and one
+  interval where the machine descheduled one side moves the log-evidence by at most log 3
+  (against log(1/alpha) ~ 6 needed) while a good interval takes back up to log 5.
 - Interval metrics (``SignTest``): one value per interval per side (service metrics from
   Prometheus, a router's mean latency). Under "no worse than stable" the new value is worse
   beyond tolerance in at most half the intervals; a Bernoulli(1/2) bound on the count of worse
