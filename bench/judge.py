@@ -34,12 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
+
+from bench.threshold_judge import Outcome as OldOutcome
+from bench.threshold_judge import analyze
 from prefect_delivery.blocks.metrics import Samples
 from prefect_delivery.blocks.settings import VerificationSettings
-from prefect_delivery.tasks.analysis import Outcome as OldOutcome
-from prefect_delivery.tasks.analysis import analyze
 from prefect_delivery.tasks.judge import Analysis, JudgePolicy, Observations, Outcome
-from scipy import stats
+
+TODAY = VerificationSettings(latency_tolerance=0.20, latency_slack_ms=10.0)
 
 TRACES = Path(__file__).resolve().parent / "traces"
 INTERVAL_S = 5  # StrategySettings.analysis_interval_s
@@ -126,7 +129,7 @@ def samples(side: tuple, source: str) -> Samples:
 
 
 def today_step(intervals: list[Interval]):
-    settings = VerificationSettings()
+    settings = TODAY  # the thresholds the pipeline shipped before the judge
     new_total = stable_total = None
     outcome = None
     for k, iv in enumerate(intervals):
@@ -140,7 +143,7 @@ def today_step(intervals: list[Interval]):
 
 
 def today_bake(intervals: list[Interval], baseline: Samples):
-    settings = VerificationSettings()
+    settings = TODAY  # the thresholds the pipeline shipped before the judge
     total = None
     outcome = None
     for k, iv in enumerate(intervals):

@@ -14,28 +14,72 @@ STRATEGIES = ("blue-green", "canary", "rolling")
 IN_PLACE = ("recreate", "restart", "in-place", "inplace")
 
 
+class ServiceMetricSettings(BaseModel):
+    """One of the service's own metrics, judged against the stable release ("database
+    connections healthy", "cache hit rates normal", "background jobs processing")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="What the verdict calls it, e.g. 'db_pool_waits'.")
+    query: str = Field(
+        description="PromQL for one release group: {servers} is a regex of its router slots, "
+        "{addresses} of its instance addresses, {window} the interval in seconds."
+    )
+    bad: Literal["higher", "lower"] = Field(description="Which direction is a regression.")
+    critical: bool = Field(default=True, description="A regression fails the analysis.")
+    tolerance: float = Field(default=0.10, ge=0, description="Allowed relative difference.")
+
+
 class VerificationSettings(BaseModel):
-    """Thresholds a release must meet, measured through the environment's frontend."""
+    """How a release is judged: the thresholds of the one judge (tasks/judge) every analysis
+    uses, and the size of a verification. The defaults hold on a loaded 2-core machine
+    (bench/judge.py measures them: no false rollback in 200 A/A comparisons)."""
 
     model_config = ConfigDict(extra="forbid")
 
     requests: int = Field(default=200, ge=1, description="Probe requests per verification.")
     concurrency: int = Field(default=4, ge=1, le=64, description="Parallel probe requests.")
     timeout_s: float = Field(default=5.0, gt=0, description="Per-request timeout.")
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="The false-rollback probability an analysis may have (over a whole step, "
+        "verification or bake, however often it looks).",
+    )
     max_error_rate: float = Field(
-        default=0.01, ge=0, le=1, description="Largest share of failed requests (5xx/errors)."
+        default=0.01, ge=0, le=1, description="Absolute limit on the error rate (5xx, no answer)."
+    )
+    error_tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Allowed excess of the error rate (and of a path's 4xx rate) over stable's.",
     )
     latency_tolerance: float = Field(
-        default=0.20, ge=0, description="p95 may exceed the baseline's p95 by this share."
+        default=0.10,
+        ge=0,
+        description="Allowed relative latency increase over stable at each quantile.",
     )
     latency_slack_ms: float = Field(
-        default=10.0,
-        ge=0,
-        description="Absolute slack added to the baseline p95, so millisecond-scale jitter on "
-        "a loopback service does not fail a good release.",
+        default=0.0, ge=0, description="Absolute latency slack on top of the tolerance."
+    )
+    quantiles: list[float] = Field(
+        default_factory=lambda: [0.5, 0.95], description="Latency quantiles judged (0..1)."
     )
     min_samples: int = Field(
-        default=50, description="Fewer requests than this make a verdict Inconclusive."
+        default=50, description="Requests each side needs before a release can pass."
+    )
+    bake_window_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="The bake judges sliding windows this long (a new one every half): a "
+        "regression that starts late is caught within 1.5 windows of its start.",
+    )
+    service_metrics: list[ServiceMetricSettings] = Field(
+        default_factory=list,
+        description="The service's own Prometheus metrics, judged against the stable release "
+        "(needs the environment's PrometheusSource).",
     )
 
     @field_validator("min_samples")
@@ -47,6 +91,14 @@ class VerificationSettings(BaseModel):
                 "least 1 (default 50)"
             )
         return value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantiles(cls, values: list[float]) -> list[float]:
+        for q in values:
+            if not 0 < q < 1:
+                raise ValueError(f"quantile {q} is outside (0, 1); e.g. 0.95 for p95")
+        return values
 
 
 class StrategySettings(BaseModel):
@@ -154,9 +206,7 @@ class PromotionPolicy(BaseModel):
         return names
 
     def may_approve(self, approver: str) -> bool:
-        return not self.approvers or approver.strip().lower() in {
-            a.lower() for a in self.approvers
-        }
+        return not self.approvers or approver.strip().lower() in {a.lower() for a in self.approvers}
 
     def describe(self) -> str:
         parts = [f"upstream {self.upstream}" if self.upstream else "no upstream"]

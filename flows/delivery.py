@@ -200,8 +200,7 @@ def _source(service_dir: str, commit: CommitInput, envs: list[Environment], run_
     pinned = checkpoint.pinned_commit(envs[0].state_dir, run_id)
     if pinned and pinned != source.commit:
         run_logger().warning(
-            "This run resolved %r to %s when it started; delivering that commit (it now "
-            "names %s)",
+            "This run resolved %r to %s when it started; delivering that commit (it now names %s)",
             asked,
             pinned,
             source.commit,
@@ -464,7 +463,7 @@ def _monitor(env: Environment, release: Release, outcome: DeployOutcome, record)
         env,
         release,
         outcome.new_instances,
-        outcome.baseline,
+        outcome.previous_instances,
         env.bake_s,
         env.strategy.analysis_interval_s,
     )

@@ -263,14 +263,14 @@ def report_markdown(outcome: DeployOutcome) -> str:
     for analysis in outcome.analyses:
         rows = "\n".join(
             f"| {r.elapsed_s} | {r.new_requests} | {r.new_errors} | {r.new_error_rate:.2%} | "
-            f"{fmt_ms(r.new_p95_ms)} | {fmt_ms(r.stable_p95_ms)} | {fmt_ms(r.p95_limit_ms)} | "
-            f"{r.outcome} | {r.action} |"
+            f"{fmt_ms(r.new_p95_ms)} | {fmt_ms(r.stable_p95_ms)} | {r.outcome} | {r.action} |"
             for r in analysis.intervals
         )
         body += (
             f"\n## Analysis: {analysis.label} -> {analysis.action.value}\n\n"
-            "| s | requests | errors | error rate | p95 new | p95 stable | p95 limit | verdict "
-            f"| action |\n|---|---|---|---|---|---|---|---|---|\n{rows}\n"
+            f"> {analysis.verdict.reason}\n\n"
+            "| s | requests | errors | error rate | p95 new (interval) | p95 stable (interval) "
+            f"| verdict | action |\n|---|---|---|---|---|---|---|---|\n{rows}\n"
         )
     if outcome.verification:
         v = outcome.verification

@@ -1,99 +1,95 @@
-"""Analysis: a pure function from samples, thresholds and a baseline to a verdict.
+"""From an environment's settings and its metric sources' samples to the one judge.
 
-- Error: the metric source failed (no numbers to judge).
-- Inconclusive: fewer requests than ``min_samples``.
-- Failed: error rate above the limit, or p95 latency above baseline p95 * (1 + tolerance)
-  + slack. The baseline is the stable release measured in the same window, so a slow machine
-  slows both and does not fail a good release.
-- Successful: otherwise.
-
-Strategies map Failed to rollback and Inconclusive to extending the step.
+The judging itself is ``tasks/judge`` (pure, anytime-valid). This module is the seam between
+it and the pipeline: :func:`judge_policy` makes the judge's policy from an environment's
+``VerificationSettings`` for one kind of decision, and :func:`observations` turns what the
+metric sources measured over one interval (``Samples``: per-request probes, router counts,
+Prometheus values) into the judge's ``Observations``.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-from pydantic import BaseModel
-
-from prefect_delivery.blocks.metrics.samples import Samples
+from prefect_delivery.blocks.metrics import Samples
 from prefect_delivery.blocks.settings import VerificationSettings
+from prefect_delivery.tasks.judge import (
+    JudgePolicy,
+    Observations,
+    Outcome,
+    ReferenceFigures,
+    ServiceMetric,
+    Verdict,
+)
+
+__all__ = ["Outcome", "Verdict", "judge_policy", "observations", "reference_figures"]
 
 
-class Outcome(StrEnum):
-    SUCCESSFUL = "Successful"
-    FAILED = "Failed"
-    INCONCLUSIVE = "Inconclusive"
-    ERROR = "Error"
+def judge_policy(
+    settings: VerificationSettings,
+    kind: str,
+    horizon_s: float | None = None,
+    reference: Samples | None = None,
+) -> JudgePolicy:
+    """The judge's policy for ``kind`` (step, verification, bake, rollback) from settings."""
+    options = {
+        "kind": kind,
+        "alpha": settings.alpha,
+        "max_error_rate": min(settings.max_error_rate, 0.999),
+        "error_tolerance": settings.error_tolerance,
+        "latency_slack_ms": settings.latency_slack_ms,
+        "quantiles": settings.quantiles,
+        "min_samples": settings.min_samples,
+        "service_metrics": [
+            ServiceMetric(
+                name=m.name, query=m.query, bad=m.bad, critical=m.critical, tolerance=m.tolerance
+            )
+            for m in settings.service_metrics
+        ],
+    }
+    if kind != "rollback":
+        options["latency_tolerance"] = settings.latency_tolerance
+    if kind == "bake":
+        options["window_s"] = settings.bake_window_s
+        options["horizon_s"] = max(horizon_s or settings.bake_window_s, settings.bake_window_s)
+    if kind == "rollback":
+        options["reference"] = reference_figures(reference)
+    return JudgePolicy(**options)
 
 
-class Verdict(BaseModel):
-    outcome: Outcome
-    reasons: list[str]
-    requests: int
-    errors: int
-    error_rate: float
-    max_error_rate: float
-    p95_ms: float | None
-    baseline_p95_ms: float | None
-    p95_limit_ms: float | None
-    source: str
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome is Outcome.SUCCESSFUL
-
-    def line(self) -> str:
-        p95 = f"{self.p95_ms:.1f}ms" if self.p95_ms is not None else "n/a"
-        limit = f" (limit {self.p95_limit_ms:.1f}ms)" if self.p95_limit_ms is not None else ""
-        text = (
-            f"{self.outcome.value}: {self.requests} requests, error rate "
-            f"{self.error_rate:.2%} (limit {self.max_error_rate:.2%}), p95 {p95}{limit}"
-        )
-        return text + (f" - {'; '.join(self.reasons)}" if self.reasons else "")
-
-
-def latency_limit(baseline: Samples | None, settings: VerificationSettings) -> float | None:
-    if baseline is None or baseline.p95_ms is None:
+def reference_figures(samples: Samples | None) -> ReferenceFigures | None:
+    """A release's recorded figures (its own verification) as the judge's reference."""
+    if samples is None or samples.requests < 1:
         return None
-    return baseline.p95_ms * (1 + settings.latency_tolerance) + settings.latency_slack_ms
-
-
-def analyze(
-    samples: Samples, settings: VerificationSettings, baseline: Samples | None = None
-) -> Verdict:
-    limit = latency_limit(baseline, settings)
-    common = dict(
+    quantiles = {
+        q: value
+        for q, value in ((0.5, samples.p50_ms), (0.95, samples.p95_ms), (0.99, samples.p99_ms))
+        if value is not None
+    }
+    return ReferenceFigures(
         requests=samples.requests,
-        errors=samples.errors,
-        error_rate=samples.error_rate,
-        max_error_rate=settings.max_error_rate,
-        p95_ms=samples.p95_ms,
-        baseline_p95_ms=baseline.p95_ms if baseline else None,
-        p95_limit_ms=limit,
-        source=samples.source,
+        errors=min(samples.errors, samples.requests),
+        quantiles_ms=quantiles,
+        metrics=dict(samples.metrics),
     )
+
+
+def observations(samples: Samples, start_s: float, end_s: float) -> Observations:
+    """One interval of one group: the probes' requests one by one, the counting sources'
+    requests and errors as counts, their mean latency, the service's metrics."""
     if samples.error:
-        return Verdict(outcome=Outcome.ERROR, reasons=[samples.error], **common)
-    if samples.requests < settings.min_samples:
-        return Verdict(
-            outcome=Outcome.INCONCLUSIVE,
-            reasons=[
-                f"only {samples.requests} requests, fewer than min_samples {settings.min_samples}"
-            ],
-            **common,
-        )
-    reasons = []
-    if samples.error_rate > settings.max_error_rate:
-        reasons.append(
-            f"error rate {samples.error_rate:.2%} above {settings.max_error_rate:.2%} "
-            f"({samples.errors}/{samples.requests})"
-        )
-    if limit is not None and samples.p95_ms is not None and samples.p95_ms > limit:
-        reasons.append(
-            f"p95 {samples.p95_ms:.1f}ms above {limit:.1f}ms (baseline "
-            f"{baseline.p95_ms:.1f}ms +{settings.latency_tolerance:.0%} "
-            f"+{settings.latency_slack_ms:.0f}ms)"
-        )
-    outcome = Outcome.FAILED if reasons else Outcome.SUCCESSFUL
-    return Verdict(outcome=outcome, reasons=reasons, **common)
+        return Observations.failure(samples.error, start_s=start_s, end_s=end_s)
+    per_request = len(samples.codes)
+    failed = sum(1 for c in samples.codes if c == 0 or c >= 500)
+    counted = max(0, samples.requests - per_request)
+    counted_errors = min(counted, max(0, samples.errors - failed))
+    return Observations.from_requests(
+        samples.latencies_ms,
+        samples.codes,
+        samples.paths if len(samples.paths) == per_request else None,
+        start_s=start_s,
+        end_s=end_s,
+        source=samples.source,
+        requests=counted,
+        errors=counted_errors,
+        latency_mean_ms=samples.avg_ms,
+        metrics=dict(samples.metrics),
+    )

@@ -2,19 +2,24 @@
 
 Every ``interval_s`` the environment's metric sources (probes, the router's counters,
 Prometheus) measure the new release's instances and, in the same interval and in parallel, the
-stable release's instances; the cumulative samples are judged by the pure
-:func:`tasks.analysis.analyze` against the stable release (or a baseline measured earlier). What
-to do after each interval is a pure function of the policy (:func:`decide`):
+stable release's instances; each interval's observations go to the one judge (tasks/judge,
+anytime-valid: looking every interval does not raise the false-rollback probability above the
+environment's alpha), with the stable release as the yardstick. Where no stable release runs
+(a first release, a rollback target), the release is judged alone against the absolute limits
+and, when it has them, its own recorded figures. What to do after each interval is a pure
+function of the policy (:func:`decide`):
 
 - ``step`` (a canary weight, a rolling replacement): Failed -> roll back now; Error (a source did
   not answer) -> measure again, after ``max_errors`` in a row roll back (never promote on
   missing numbers); at the end of the window Successful -> promote, Inconclusive -> extend the
   window up to ``max_extensions`` times, then roll back.
 - ``verification`` (a bounded burst after the cutover): measure until the new release has
-  ``min_requests`` requests (or the window is over), then Successful -> pass, anything else ->
-  fail; Failed before that -> fail at once.
-- ``bake`` (the monitored window after a production deploy): Failed -> roll back now; otherwise
-  keep watching to the end of the window.
+  ``min_requests`` requests and the judge has had the intervals its latency test needs to be
+  able to reject (``JudgePolicy.intervals_to_decide``; or the window is over), then
+  Successful -> pass, anything else -> fail; Failed before that -> fail at once.
+- ``bake`` (the monitored window after a production deploy, the previous release kept warm
+  and measured beside it): Failed -> roll back now; at the end Successful -> keep it,
+  Inconclusive -> roll back (never passed silently).
 
 An instance of the new release that stops running fails the run in every policy. This is
 Argo Rollouts' AnalysisRun, with the policies as its templates.
@@ -34,7 +39,8 @@ from pydantic import BaseModel, Field
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.metrics import MetricScope, Samples, measure
 from prefect_delivery.blocks.release import Instance, Release
-from prefect_delivery.tasks.analysis import Outcome, Verdict, analyze
+from prefect_delivery.tasks.analysis import Outcome, Verdict, judge_policy, observations
+from prefect_delivery.tasks.judge import Analysis
 from prefect_delivery.tasks.runtime.kill_points import kill_point
 from prefect_delivery.tasks.runtime.lock import assert_not_preempted
 from prefect_delivery.tasks.runtime.log import run_logger
@@ -61,10 +67,10 @@ class Policy(BaseModel):
     min_requests: int | None = Field(
         default=None, description="verification: end once the new release has this many."
     )
-    baseline: Samples | None = Field(
+    reference: Samples | None = Field(
         default=None,
-        description="A baseline measured before (the bake: before the cutover); None: the "
-        "stable release's instances measured in the same intervals.",
+        description="Where no stable release runs: the release's own recorded figures to judge "
+        "it against (with the absolute limits); None: the absolute limits alone.",
     )
     tolerate_source_errors: bool = Field(
         default=False,
@@ -87,7 +93,9 @@ def decide(
     if verdict.outcome is Outcome.FAILED:
         return Action.ROLLBACK
     if kind == "bake":
-        return Action.PROMOTE if window_over else Action.CONTINUE
+        if not window_over:
+            return Action.CONTINUE
+        return Action.PROMOTE if verdict.outcome is Outcome.SUCCESSFUL else Action.ROLLBACK
     if verdict.outcome is Outcome.ERROR and kind == "step":
         return Action.ROLLBACK if errors_in_a_row >= max_errors else Action.CONTINUE
     if not window_over:
@@ -100,14 +108,22 @@ def decide(
 
 
 class IntervalRecord(BaseModel):
+    """One interval: this interval's own figures (for pictures), the totals so far, and the
+    judge's verdict on all the evidence so far."""
+
     at: datetime
     elapsed_s: float
-    new_requests: int
+    new_requests: int  # so far
     new_errors: int
     new_error_rate: float
-    new_p95_ms: float | None
-    stable_p95_ms: float | None
-    p95_limit_ms: float | None
+    new_p50_ms: float | None = None  # this interval
+    new_p95_ms: float | None = None
+    new_interval_error_rate: float = 0.0
+    new_weight_pct: float | None = None  # the router's share of traffic on the new release
+    stable_requests: int = 0  # so far
+    stable_p50_ms: float | None = None  # this interval
+    stable_p95_ms: float | None = None
+    stable_interval_error_rate: float = 0.0
     outcome: str
     action: str
     reasons: str
@@ -148,7 +164,11 @@ def api_paths(release: Release) -> list[str]:
 
 
 def scope_for(
-    env: Environment, label: str, instances: list[Instance], release: Release
+    env: Environment,
+    label: str,
+    instances: list[Instance],
+    release: Release,
+    queries: dict[str, str] | None = None,
 ) -> MetricScope:
     """The metric scope of some instances: their addresses, router slots and probe paths."""
     slots = {s.address: s.name for s in env.router.slots() if s.in_use}
@@ -158,16 +178,39 @@ def scope_for(
         addresses=addresses,
         slots={a: slots[a] for a in addresses if a in slots},
         paths=api_paths(release),
+        queries=queries or {},
     )
 
 
 def _accumulate(total: Samples | None, batch: Samples) -> Samples:
-    """Cumulative samples of a run; the error flag reflects the latest interval only."""
+    """Cumulative figures of a run (without the per-request lists); the error flag reflects
+    the latest interval only."""
+    batch = batch.summary()
     if total is None:
         return batch
     if batch.error:
         return total.model_copy(update={"error": batch.error})
     return total.model_copy(update={"error": None}).merged(batch)
+
+
+def _weight_pct(env: Environment, instances: list[Instance]) -> float | None:
+    """The share of traffic (percent) the router gives these instances now (None: unknown)."""
+    try:
+        weights = env.router.weights()
+    except Exception:  # noqa: BLE001 - a picture's detail, never a reason to stop judging
+        return None
+    total = sum(weights.values())
+    mine = sum(weights.get(i.address, 0) for i in instances)
+    return round(100.0 * mine / total, 1) if total else 0.0
+
+
+def _stopped(verdict: Verdict, gone: int) -> Verdict:
+    return verdict.model_copy(
+        update={
+            "outcome": Outcome.FAILED,
+            "reason": f"{gone} instance(s) of the new release stopped running; {verdict.reason}",
+        }
+    )
 
 
 def run_analysis(
@@ -187,13 +230,25 @@ def run_analysis(
     stable_total: Samples | None = None
     records: list[IntervalRecord] = []
     sources = env.metric_sources()
+    compared = bool(stable_instances)
+    judge = Analysis(
+        judge_policy(
+            env.verification,
+            policy.kind if compared else "rollback",
+            horizon_s=policy.window_s,
+            reference=None if compared else policy.reference,
+        )
+    )
+    queries = {m.name: m.query for m in env.verification.service_metrics}
     while True:
         interval = max(0.2, min(policy.interval_s, deadline - time.monotonic()))
-        new_scope = scope_for(env, "new", env.running(new_instances), release)
+        new_scope = scope_for(env, "new", env.running(new_instances), release, queries)
         stable_scope = None
-        if policy.baseline is None and stable_instances:
-            stable_scope = scope_for(env, "stable", env.running(stable_instances), release)
+        if compared:
+            stable = env.running(stable_instances)
+            stable_scope = scope_for(env, "stable", stable, release, queries)
         tolerate = policy.tolerate_source_errors
+        began = time.monotonic() - started
         with ThreadPoolExecutor(max_workers=2) as pool:
             new_future = pool.submit(measure, sources, new_scope, interval, env.router, tolerate)
             stable_future = (
@@ -203,28 +258,24 @@ def run_analysis(
             )
             new_batch = new_future.result()
             stable_batch = stable_future.result() if stable_future is not None else None
+        ended = time.monotonic() - started
         # after the interval, so an instance that died during it is noticed now
         gone = len(new_instances) - len(env.running(new_instances))
         new_total = _accumulate(new_total, new_batch)
         if stable_batch is not None:
             stable_total = _accumulate(stable_total, stable_batch)
-        baseline = policy.baseline
-        if baseline is None and stable_total is not None and not stable_total.error:
-            baseline = stable_total
-        verdict = analyze(new_total, env.verification, baseline)
-        if gone:
-            verdict = verdict.model_copy(
-                update={
-                    "outcome": Outcome.FAILED,
-                    "reasons": [
-                        f"{gone} instance(s) of the new release stopped running",
-                        *verdict.reasons,
-                    ],
-                }
+            verdict = judge.update(
+                observations(new_batch, began, ended), observations(stable_batch, began, ended)
             )
+        else:
+            verdict = judge.update(observations(new_batch, began, ended))
+        if gone:
+            verdict = _stopped(verdict, gone)
         errors_in_a_row = errors_in_a_row + 1 if verdict.outcome is Outcome.ERROR else 0
         window_over = time.monotonic() >= deadline - 0.05 or (
-            policy.min_requests is not None and new_total.requests >= policy.min_requests
+            policy.min_requests is not None
+            and new_total.requests >= policy.min_requests
+            and len(records) + 1 >= judge.policy.intervals_to_decide()
         )
         action = decide(
             verdict,
@@ -238,21 +289,26 @@ def run_analysis(
         records.append(
             IntervalRecord(
                 at=datetime.now(UTC),
-                elapsed_s=round(time.monotonic() - started, 2),
+                elapsed_s=round(ended, 2),
                 new_requests=new_total.requests,
                 new_errors=new_total.errors,
                 new_error_rate=round(new_total.error_rate, 4),
-                new_p95_ms=new_total.p95_ms,
-                stable_p95_ms=baseline.p95_ms if baseline is not None else None,
-                p95_limit_ms=verdict.p95_limit_ms,
+                new_p50_ms=new_batch.p50_ms,
+                new_p95_ms=new_batch.p95_ms,
+                new_interval_error_rate=round(new_batch.error_rate, 4),
+                new_weight_pct=_weight_pct(env, new_instances),
+                stable_requests=stable_total.requests if stable_total else 0,
+                stable_p50_ms=stable_batch.p50_ms if stable_batch else None,
+                stable_p95_ms=stable_batch.p95_ms if stable_batch else None,
+                stable_interval_error_rate=round(stable_batch.error_rate, 4)
+                if stable_batch
+                else 0.0,
                 outcome=verdict.outcome.value,
                 action=action.value,
-                reasons="; ".join([*verdict.reasons, *new_total.warnings])[:300],
+                reasons="; ".join([verdict.reason, *new_total.warnings])[:300],
             )
         )
-        logger.info(
-            "%s %.1fs: %s -> %s", label, records[-1].elapsed_s, verdict.line(), action.value
-        )
+        logger.info("%s %.1fs: %s -> %s", label, ended, verdict.line(), action.value)
         if action is Action.CONTINUE:
             kill_point(f"{policy.kill_point}-{env.name}")
             assert_not_preempted(env.name)  # a safe point: a rollback may have taken over
@@ -271,7 +327,7 @@ def run_analysis(
         extensions=extensions,
         seconds=time.monotonic() - started,
         new_samples=new_total,
-        stable_samples=stable_total if policy.baseline is None else policy.baseline,
+        stable_samples=stable_total if compared else policy.reference,
     )
     logger.info("%s", result.summary())
     return result

@@ -32,7 +32,7 @@ from prefect_delivery.blocks.release import Release
 from prefect_delivery.tasks.analysis import Verdict
 from prefect_delivery.tasks.runtime import events
 from prefect_delivery.tasks.runtime.log import run_logger
-from prefect_delivery.tasks.runtime.report import fmt_ms, publish_markdown
+from prefect_delivery.tasks.runtime.report import publish_markdown
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
 KEY_PREFIX = "approve-"
@@ -179,38 +179,46 @@ def auto_decision(environment: str, release: Release, by: str) -> ApprovalDecisi
 
 
 # ---------------------------------------------------------------------------- description
+def _value(name: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.1f} ms" if "latency" in name or name.startswith("p") else f"{value:.2%}"
+
+
+def _bound(name: str, bound: float | None) -> str:
+    if bound is None:
+        return "-"
+    return f"{bound:.2%}" if "error" in name else f"{bound:+.0%}"
+
+
 def evidence_table(evidence: UpstreamEvidence) -> str:
+    """The upstream's verdict as the approver sees it: each test the judge ran, its value on
+    the release and on the stable release (or the limit), the bound that decided."""
     v = evidence.verdict
     head = f"### {evidence.environment} verification ({evidence.url})\n\n_{evidence.how}_\n\n"
     if v is None:
         line = evidence.verdict_line or "no measurements recorded"
         return head + f"Recorded verdict: `{line}`\n"
-    if v.baseline_p95_ms is not None:
-        slack = (
-            f" (baseline {fmt_ms(v.baseline_p95_ms, ' ms', 'n/a')} "
-            f"+{evidence.latency_tolerance:.0%} +{evidence.latency_slack_ms:.0f} ms)"
-            if evidence.latency_tolerance is not None and evidence.latency_slack_ms is not None
-            else f" (baseline {fmt_ms(v.baseline_p95_ms, ' ms', 'n/a')})"
-        )
-        p95_limit = f"<= {fmt_ms(v.p95_limit_ms, ' ms', 'n/a')}{slack}"
-    else:
-        p95_limit = "no baseline (first release there)"
     rows = [
-        ("verdict", f"**{v.outcome.value}**", ""),
-        ("requests", f"{v.requests} ({v.errors} errors)", ""),
-        ("error rate", f"{v.error_rate:.2%}", f"<= {v.max_error_rate:.2%}"),
-        ("p95 latency", fmt_ms(v.p95_ms, " ms", "n/a"), p95_limit),
         (
-            "baseline p95",
-            fmt_ms(v.baseline_p95_ms, " ms", "n/a"),
-            "measured on the previous release",
-        ),
+            m.name,
+            _value(m.name, m.new),
+            _value(m.name, m.stable),
+            _bound(m.name, m.bound),
+            f"{m.confidence:.2%}",
+            "**regression**" if m.decided else "no",
+        )
+        for m in v.metrics
     ]
-    table = "| measure | value | limit |\n|---|---|---|\n" + "\n".join(
-        f"| {a} | {b} | {c} |" for a, b, c in rows
+    table = (
+        f"**{v.outcome.value}**: {v.reason}\n\n"
+        f"- requests: {v.new_requests} ({v.new_errors} errors) on the release, "
+        f"{v.stable_requests} ({v.stable_errors} errors) on the stable release\n\n"
+        "| test | release | stable | 1-sided bound | confidence | regression |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(f"| {' | '.join(r)} |" for r in rows)
     )
-    reasons = "".join(f"\n- {r}" for r in v.reasons)
-    return head + table + "\n" + (f"\nNotes:{reasons}\n" if reasons else "")
+    notes = "".join(f"\n- {n}" for n in v.notes)
+    return head + table + "\n" + (f"\nNotes:{notes}\n" if notes else "")
 
 
 def approval_description(

@@ -1,11 +1,13 @@
 """Monitor stage: the bake window after a production deploy.
 
 For ``bake_s`` seconds an analysis run (the ``bake`` policy of tasks/analysis_run.py) measures
-the new release's instances through the environment's metric sources (probes, the router's
-counters, Prometheus) and judges the cumulative samples against the baseline at every interval.
-A breach (an instance that died, a Failed verdict) ends the bake early with the reasons, and
-the flow rolls back by a weight change to the previous release, which stayed warm the whole
-time.
+the new release's instances and the previous release's (kept warm, at weight 0) through the
+environment's metric sources (probes, the router's counters, Prometheus), in the same
+intervals, and the judge weighs sliding windows of that evidence: a regression that starts
+late is caught within 1.5 windows of its start, one slow interval cannot fail a good hour. A
+breach (an instance that died, a Failed verdict, an Inconclusive end) ends the bake with the
+reason, and the flow rolls back by a weight change to the previous release. Without a warm
+previous release (the first release here) the new one is judged against the absolute limits.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def bake(
     env: Environment,
     release: Release,
     instances: list[Instance],
-    baseline: Samples | None,
+    previous: list[Instance],
     duration_s: float,
     interval_s: float = 5.0,
 ) -> BakeResult:
@@ -47,13 +49,13 @@ def bake(
         kind="bake",
         window_s=duration_s,
         interval_s=interval_s,
-        baseline=baseline,
         kill_point="bake",
         tolerate_source_errors=True,
     )
-    run = run_analysis(env, release, instances, [], policy, f"bake {env.name}")
+    stable = env.running(previous)
+    run = run_analysis(env, release, instances, stable, policy, f"bake {env.name}")
     breached = run.action is Action.ROLLBACK
-    reasons = list(run.verdict.reasons) if breached else []
+    reasons = [run.verdict.reason] if breached else []
     if breached:
         run_logger().error(
             "Bake of %s in %s breached: %s", release.label, env.name, "; ".join(reasons)

@@ -158,7 +158,7 @@ def _judge(
         window_s=VERIFY_WINDOW_S,
         interval_s=VERIFY_INTERVAL_S,
         min_requests=env.verification.requests,
-        baseline=None if previous else baseline,
+        reference=None if previous else baseline,
         kill_point="verify",
         tolerate_source_errors=True,
     )
@@ -233,8 +233,10 @@ def verify_instances(
     ``reference`` (the release's own recorded figures) or the absolute ones alone."""
     alive = env.running(instances)
     statuses = [health_status(i.url, release.run.health_path) for i in alive]
-    status = 200 if alive and all(s == 200 for s in statuses) else next(
-        (s for s in statuses if s != 200), None
+    status = (
+        200
+        if alive and all(s == 200 for s in statuses)
+        else next((s for s in statuses if s != 200), None)
     )
     commits = sorted({c for i in alive for c in serving_commits(i.url, release, requests=2)})
     problems = [p for i in alive for p in smoke(i.url, release.run.smoke)]

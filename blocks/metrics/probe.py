@@ -67,6 +67,8 @@ def probe(
         raise ValueError("probe needs requests or duration_s")
     lock = threading.Lock()
     latencies: list[float] = []
+    codes: list[int] = []
+    asked: list[str] = []
     statuses: Counter[str] = Counter()
     errors = 0
     sent = 0
@@ -93,10 +95,12 @@ def probe(
                     label = str(status)
                     failed = status >= 500
                 except httpx.HTTPError as exc:
-                    label, failed = type(exc).__name__, True
+                    status, label, failed = 0, type(exc).__name__, True
                 elapsed = (time.perf_counter() - started) * 1000
                 with lock:
                     latencies.append(elapsed)
+                    codes.append(status)
+                    asked.append(path.split("?", 1)[0])
                     statuses[label] += 1
                     errors += failed
 
@@ -105,7 +109,13 @@ def probe(
         for future in [pool.submit(worker) for _ in range(concurrency)]:
             future.result()
     return Samples.from_latencies(
-        source, latencies, errors, time.perf_counter() - started, dict(statuses)
+        source,
+        latencies,
+        errors,
+        time.perf_counter() - started,
+        dict(statuses),
+        codes=codes,
+        paths=asked,
     )
 
 

@@ -90,6 +90,11 @@ class PrometheusSource(Block):
                 if self.latency_ms_query
                 else None
             )
+            metrics = {}
+            for name, template in scope.queries.items():
+                value = self.query(template.format(**values))
+                if value is not None:
+                    metrics[name] = value
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             return Samples(
                 source=source,
@@ -104,4 +109,5 @@ class PrometheusSource(Block):
             p95_ms=latency if self.latency_is_p95 else None,
             avg_ms=None if self.latency_is_p95 else latency,
             window_s=window_s,
+            metrics=metrics,
         )

@@ -39,6 +39,14 @@ class Samples(BaseModel):
         description="Sources that did not answer while others did (their numbers are missing).",
     )
     status_counts: dict[str, int] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="The service's own metrics (name -> value)."
+    )
+    # Per request, for the judge (probes know them; counting sources do not). Not kept in
+    # records: an hour's bake would hold millions.
+    latencies_ms: list[float] = Field(default_factory=list, exclude=True, repr=False)
+    codes: list[int] = Field(default_factory=list, exclude=True, repr=False)  # 0: no answer
+    paths: list[str] = Field(default_factory=list, exclude=True, repr=False)
 
     @classmethod
     def total(cls, batches: Iterable[Samples]) -> Samples | None:
@@ -61,6 +69,8 @@ class Samples(BaseModel):
         errors: int,
         window_s: float,
         status_counts: dict[str, int] | None = None,
+        codes: list[int] | None = None,
+        paths: list[str] | None = None,
     ) -> Samples:
         return cls(
             source=source,
@@ -71,7 +81,14 @@ class Samples(BaseModel):
             p99_ms=percentile(latencies_ms, 99),
             window_s=window_s,
             status_counts=status_counts or {},
+            latencies_ms=list(latencies_ms) if codes is not None else [],
+            codes=list(codes or []),
+            paths=list(paths or []),
         )
+
+    def summary(self) -> Samples:
+        """The same figures without the per-request lists (for cumulative records)."""
+        return self.model_copy(update={"latencies_ms": [], "codes": [], "paths": []})
 
     def merged(self, other: Samples) -> Samples:
         """Counts add up; percentiles keep the worse of the two (a conservative merge)."""
@@ -96,6 +113,10 @@ class Samples(BaseModel):
             error=self.error or other.error,
             warnings=list(dict.fromkeys([*self.warnings, *other.warnings])),
             status_counts=counts,
+            metrics={**self.metrics, **other.metrics},
+            latencies_ms=self.latencies_ms + other.latencies_ms,
+            codes=self.codes + other.codes,
+            paths=self.paths + other.paths,
         )
 
 
@@ -106,3 +127,7 @@ class MetricScope(BaseModel):
     addresses: list[str] = Field(description="instance addresses, host:port")
     slots: dict[str, str] = Field(default_factory=dict, description="address -> router slot")
     paths: list[str] = Field(default_factory=list, description="endpoints synthetic probes hit")
+    queries: dict[str, str] = Field(
+        default_factory=dict,
+        description="The service's own metrics: name -> PromQL template (for Prometheus).",
+    )

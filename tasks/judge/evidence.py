@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from prefect_delivery.tasks.judge import bounds
 from prefect_delivery.tasks.judge.verdict import MetricResult, level, pct, signed_pct
 

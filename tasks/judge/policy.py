@@ -17,6 +17,7 @@ One engine, four policies:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -111,6 +112,16 @@ class JudgePolicy(BaseModel):
         if self.interval_evidence_cap is None:
             self.interval_evidence_cap = 3.0
         return self
+
+    def intervals_to_decide(self) -> int:
+        """The fewest intervals in which the latency test can reject at all: each interval adds
+        at most ``interval_evidence_cap`` to the evidence, and a quantile rejects at
+        1 / (alpha / 2 / len(quantiles)). A verification burst lasts at least this many
+        intervals, or a release twenty times slower would pass a burst that ended after one."""
+        if self.kind == "rollback":  # judged on all it saw against fixed figures: no cap
+            return 1
+        threshold = 2 * len(self.quantiles) / self.alpha
+        return max(1, math.ceil(math.log(threshold) / math.log(self.interval_evidence_cap)))
 
     def windows(self) -> int:
         """How many bake windows the horizon holds (a window starts every window_s / 2)."""

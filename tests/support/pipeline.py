@@ -72,13 +72,13 @@ def build_release(repo, version: str, fault: str = "none", store_root: str = "")
 
 
 def verification_for_tests():
-    """Verification thresholds of test environments: 100 requests, 50 for a verdict, and
-    100 ms of absolute p95 slack (on a loaded 2-core machine with dockerd, browsers and
-    servers, a good release's p95 jumps by up to ~60 ms; the slow faults tested add >= 200 ms;
-    the latency rule itself is unit-tested)."""
+    """Verification of test environments: the shipped thresholds of the judge (alpha 1 %,
+    latency tolerance 10 %, no slack), with a smaller burst (100 requests) to keep tests
+    short. The judge compares with the stable release in the same intervals, so a loaded
+    machine slows both sides and does not fail a good release."""
     from prefect_delivery.blocks.settings import VerificationSettings
 
-    return VerificationSettings(requests=100, min_samples=50, latency_slack_ms=100)
+    return VerificationSettings(requests=100, min_samples=50)
 
 
 def stop_environment(env) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from prefect_delivery.tasks.judge import Observations
 
 PATHS = np.array(["/api/greeting", "/api/stats", "/api/people"], dtype=object)
@@ -29,8 +30,9 @@ class Streams:
         load = self.rng.lognormal(0.0, 0.3)  # contention this interval, common to both
         return (
             self.side(t, n, load * new_scale, new_errors, new_404_path, interval_s),
-            self.side(t, stable_n if stable_n is not None else n, load, stable_errors, None,
-                      interval_s),
+            self.side(
+                t, stable_n if stable_n is not None else n, load, stable_errors, None, interval_s
+            ),
         )
 
     def side(self, t, n, scale, error_share, path_404, interval_s) -> Observations:

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+
 from prefect_delivery.tasks.judge import bounds
 
 STREAMS = 300
@@ -36,8 +37,15 @@ def slack(alpha: float) -> float:
 
 
 @pytest.mark.parametrize(
-    "p,side", [(0.005, "greater"), (0.02, "greater"), (0.1, "greater"), (0.3, "less"),
-               (0.95, "less"), (0.05, "less")]
+    "p,side",
+    [
+        (0.005, "greater"),
+        (0.02, "greater"),
+        (0.1, "greater"),
+        (0.3, "less"),
+        (0.95, "less"),
+        (0.05, "less"),
+    ],
 )
 def test_a_true_rate_is_rarely_rejected_when_looked_at_every_step(p, side):
     alpha = 0.05

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+
 from prefect_delivery.tasks.judge import (
     Analysis,
     JudgePolicy,
@@ -171,8 +172,11 @@ def test_a_critical_service_metric_regression_fails_and_a_missing_baseline_is_no
     analysis = Analysis(JudgePolicy(service_metrics=[metric]))
     for k in range(20):
         verdict = analysis.update(
-            *with_metrics(streams.pair(5.0 * k), {"db_connections": 40.0 + k % 3},
-                          {"db_connections": 10.0 + k % 2})
+            *with_metrics(
+                streams.pair(5.0 * k),
+                {"db_connections": 40.0 + k % 3},
+                {"db_connections": 10.0 + k % 2},
+            )
         )
     assert verdict.outcome is Outcome.FAILED
     assert "db_connections" in verdict.reason

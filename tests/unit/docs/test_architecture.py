@@ -115,8 +115,10 @@ def test_only_blocks_routing_knows_the_router_is_haproxy():
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if "haproxy" not in line.lower():
                 continue
-            if allowed and re.search(allowed, line) and not re.sub(allowed, "", line).lower().count(
-                "haproxy"
+            if (
+                allowed
+                and re.search(allowed, line)
+                and not re.sub(allowed, "", line).lower().count("haproxy")
             ):
                 continue
             found.append(f"{rel}:{number}: {line.strip()}")

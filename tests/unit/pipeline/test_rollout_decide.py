@@ -2,24 +2,13 @@ import pytest
 
 from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.settings import StrategySettings
-from prefect_delivery.tasks.analysis import Outcome, Verdict
 from prefect_delivery.tasks.analysis_run import Action, decide
+from prefect_delivery.tasks.judge import Outcome, Verdict
 from prefect_delivery.tasks.strategies import check_capacity, validate_split
 
 
 def verdict(outcome: Outcome) -> Verdict:
-    return Verdict(
-        outcome=outcome,
-        reasons=[],
-        requests=100,
-        errors=0,
-        error_rate=0,
-        max_error_rate=0.01,
-        p95_ms=None,
-        baseline_p95_ms=None,
-        p95_limit_ms=None,
-        source="t",
-    )
+    return Verdict(outcome=outcome, reason="t", kind="step", new_requests=100)
 
 
 @pytest.mark.parametrize(
