@@ -31,6 +31,8 @@ from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+
+
 class ProcessTarget(Block):
     """Runs instances of a release as local processes on free loopback ports."""
 
@@ -117,8 +119,10 @@ class ProcessTarget(Block):
         # that the next run's reconciliation finds (the child is found by its environment).
         record = folder / f"{instance_id}.json"
         atomic_write_json(record, instance.model_dump(mode="json"))
+        # The instance's own output: what the service prints is its own (a careless one may
+        # print its secrets), so only the owner may read it, and nothing copies it verbatim.
         log_path = folder / f"{instance_id}.log"
-        with open(log_path, "ab") as log:
+        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             proc = subprocess.Popen(
                 self._argv(release, port),
                 cwd=folder,

@@ -169,10 +169,23 @@ def scan_text(where: str, text: str) -> list[str]:
     return [f"{what} in {where}" for what, value in MARKERS.items() if value in text]
 
 
+def instance_output(root: Path, path: Path) -> bool:
+    """An instance's own stdout/stderr (``instances/<env>/<id>.log``): the service's, not the
+    tool's. A service that prints its secrets puts them there; the tool keeps the file to its
+    owner (0600) and never copies it anywhere else, which the rest of the scan checks."""
+    rel = path.relative_to(root).parts
+    return len(rel) == 3 and rel[0] == "instances" and path.suffix == ".log"
+
+
 def scan_files(root: Path) -> tuple[int, list[str]]:
     count, leaks = 0, []
     for path in root.rglob("*"):
         if not path.is_file() or path.is_symlink():
+            continue
+        if instance_output(root, path):
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                leaks.append(f"instance output {path} readable by others (mode {mode:o})")
             continue
         try:
             data = path.read_bytes()
