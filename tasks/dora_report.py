@@ -159,14 +159,38 @@ def as_json(report: list[DoraFigures]) -> list[dict]:
 
 
 def publish_dora_artifact(
-    state_dir: str, names: list[str] | None = None, days: float = 30.0, repo: str | None = None
+    state_dirs: list[str],
+    names: list[str] | None = None,
+    days: float = 30.0,
+    repo: str | None = None,
 ) -> str:
     """A markdown artifact ``dora-figures`` with the figures of the environments recorded in
-    ``state_dir`` (the delivery flow calls this after each delivery); returns the markdown."""
+    ``state_dirs`` (all of them, or ``names``); returns the markdown."""
     from prefect_delivery.tasks.runtime.report import publish_markdown
 
     body = markdown(
-        dora_report(names, [state_dir], days, [repo] if repo else None, datetime.now(UTC))
+        dora_report(names, state_dirs, days, [repo] if repo else None, datetime.now(UTC))
     )
-    publish_markdown(key="dora-figures", markdown=body, description="DORA figures")
+    publish_markdown(key="dora-figures", markdown=body, description="DORA figures (30 days)")
     return body
+
+
+def publish_after_delivery(summary, repo: str | None = None) -> str | None:
+    """What the delivery flow calls after each delivery (its summary in hand): the figures of
+    every environment kept beside the ones this run reached. A record, not a gate: a failure
+    to publish is a warning. ``repo``: the service's repository (commit times)."""
+    from prefect_delivery.blocks.paths import default_state_dir
+    from prefect_delivery.tasks.runtime.log import run_logger
+
+    try:
+        dirs = []
+        for name in summary.urls:
+            from prefect_delivery.blocks.environment import Environment
+
+            folder = Environment.load(name).state_dir
+            if folder not in dirs:
+                dirs.append(folder)
+        return publish_dora_artifact(dirs or [default_state_dir()], repo=repo)
+    except Exception as exc:  # noqa: BLE001 - a record, not a gate
+        run_logger().warning("could not publish the DORA figures: %s", exc)
+        return None
