@@ -30,7 +30,7 @@ from prefect_delivery.blocks.settings import (
 )
 from prefect_delivery.tasks import strategies
 from prefect_delivery.tasks.manifest import MANIFEST_NAME, ServiceManifest, parse_manifest
-from prefect_delivery.tasks.schema_gates import ReleaseSchema, pending_from
+from prefect_delivery.tasks.schema_gates import ReleaseSchema, contract_blockers, pending_from
 from prefect_delivery.tasks.source import SourceRef, export_tree, resolve_source
 
 DEFAULT_ENVIRONMENTS = ["staging", "production"]  # the delivery flow's default
@@ -157,8 +157,8 @@ def _steps(
     for step in strategies.plan(settings, has_stable):
         item = PlannedStep(step=strategies.describe(step))
         match step:
-            case strategies.Launch():
-                item.max_s = startup_s  # each instance starts and passes its health check
+            case strategies.Launch(count=count):
+                item.max_s = startup_s * count  # each starts and passes its health check
             case strategies.Shift(percent=percent):
                 item.new_percent = percent
                 item.weights = {
@@ -184,12 +184,53 @@ def _approval(policy: PromotionPolicy, author: str | None) -> str | None:
     text = f"approval by {who}"
     if author and not policy.allow_self_approval:
         text += f"; not by the author ({author})"
-    text += "; auto-approval " + ("allowed" if policy.allow_auto_approval else "refused")
     return text
 
 
+def _unpacked_schema(state_dir: str, release) -> ReleaseSchema | None:
+    """A live release's migrations, if a delivery already unpacked its artifact here (read
+    only: the plan never unpacks one)."""
+    from prefect_delivery.migrations_lab.errors import LabConfigError
+    from prefect_delivery.migrations_lab.phases import read_plan
+    from prefect_delivery.migrations_lab.project import AlembicProject, find_alembic_ini
+
+    folder = Path(state_dir) / "schemas" / release.digest.split(":", 1)[-1][:40]
+    if not (folder / ".complete").exists():
+        return None
+    schema = ReleaseSchema(label=release.label, digest=release.digest)
+    ini = find_alembic_ini(folder)
+    if ini is not None:
+        try:
+            schema.project, schema.plan = str(ini), read_plan(AlembicProject(ini))
+        except LabConfigError:
+            return None
+    return schema
+
+
+def _contract_verdict(
+    view: EnvironmentView, schema: ReleaseSchema, pending: list[str], others: list
+) -> str:
+    if not others:
+        return "passes: no other release runs here"
+    running, unknown = [], []
+    for release, role in others:
+        found = _unpacked_schema(view.state_dir, release)
+        if found is None:
+            unknown.append(release.label)
+        else:
+            running.append((found, role))
+    blockers = contract_blockers(schema.plan, pending, running)
+    if blockers:
+        return "would refuse: " + "; ".join(
+            f"{b.release} {b.role} and uses {b.item} ({b.reason})" for b in blockers
+        )
+    if unknown:
+        return f"checked at run time for {', '.join(unknown)} (artifact not unpacked here yet)"
+    return "passes: " + ", ".join(f"{s.label} ({r})" for s, r in running) + " no longer use it"
+
+
 def _migrations(
-    view: EnvironmentView, schema: ReleaseSchema, serving: list[str]
+    view: EnvironmentView, schema: ReleaseSchema, others: list
 ) -> tuple[str | None, list[PlannedMigration]]:
     entry = view.ledger().last("migrated")
     current = (
@@ -203,10 +244,10 @@ def _migrations(
         info = schema.plan.get(revision)
         gates = ["rehearsed up and down on an ephemeral PostgreSQL first"]
         if info.phase == "contract":
-            checked = ", ".join(serving) or "no other release"
+            verdict = _contract_verdict(view, schema, [revision], others)
             gates.append(
-                f"schema gate: refused while a release that uses {', '.join(info.drops)} "
-                f"serves or is kept warm here (now: {checked})"
+                f"schema gate (no release that uses {', '.join(info.drops)} may serve or be "
+                f"kept warm): {verdict}"
             )
             gates.append("after it: no rollback to a release that uses what it drops")
         planned.append(
@@ -229,13 +270,14 @@ def _environment(
         for li in live.instances
         if li.instance.alive and li.instance.release.digest in verified and li.weight > 0
     ]
-    others = sorted(
-        {
-            f"{li.instance.release.label} ({'serves' if li.weight > 0 else 'kept warm'})"
-            for li in live.instances
-            if li.instance.alive and li.instance.release.commit != source.commit
-        }
-    )
+    roles: dict[str, tuple] = {}
+    for li in live.instances:
+        other = li.instance.release
+        if li.instance.alive and other.commit != source.commit:
+            role = "serves" if li.weight > 0 else "keeps warm for rollback"
+            if roles.get(other.digest, (None, ""))[1] != "serves":
+                roles[other.digest] = (other, role)
+    others = list(roles.values())
     already = serving is not None and serving.commit == source.commit and serving.digest in verified
     planned = PlannedEnvironment(
         name=view.name,
@@ -277,8 +319,8 @@ def plan_delivery(
     stages = ["build", "test"]
     previous = None
     for env in envs:
-        if env.upstream and env.upstream != previous:
-            stages.append(f"check: {env.upstream} verified this digest")
+        for upstream in dict.fromkeys(u for u in (previous, env.upstream) if u):
+            stages.append(f"check {upstream} verified it")
         if env.approval and env.action == "deploy":
             stages.append(f"approval {env.name}")
         if env.migrations:

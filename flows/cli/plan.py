@@ -44,18 +44,22 @@ def print_plan(plan) -> None:
                 if step.weights
                 else ""
             )
-            span = (
-                f"  {_s(step.min_s)}..{_s(step.max_s)}"
-                if step.max_s != step.min_s
-                else (f"  {_s(step.max_s)}" if step.max_s else "")
-            )
+            if not step.max_s:
+                span = ""
+            elif not step.min_s:
+                span = f"  up to {_s(step.max_s)}"
+            elif step.min_s == step.max_s:
+                span = f"  {_s(step.max_s)}"
+            else:
+                span = f"  {_s(step.min_s)} (up to {_s(step.max_s)} if extended)"
             print(f"    - {step.step}{weights}{span}")
         if env.bake_s and env.action == "deploy":
             print(f"  bake      {_s(env.bake_s)} monitored after the switch")
         if env.action == "deploy":
             print(f"  duration  {_s(env.min_s)} at least, {_s(env.max_s)} at most")
     print(
-        f"\nExpected duration past build and tests: at least {_s(plan.min_s)}; at most "
+        f"\nExpected duration past build: at least {_s(plan.min_s)} (tests, starts and "
+        f"approvers not counted, every analysis passing on its first window); at most "
         f"{_s(plan.max_s)} (every window extended, every start and the tests at their "
         "timeouts, each approval waiting its timeout)."
     )

@@ -50,6 +50,7 @@ def live():
     repo = prepare_repo(root / "repo")
     first = commit_schema_release(repo, 1)
     second = commit_schema_release(repo, 2)
+    fourth = commit_schema_release(repo, 4)  # 0002-0004: expand, migrate, contract
     release = build.fn(
         checkout.fn(resolve_source(repo.path, first)),
         ArtifactStore(root=str(root / "artifacts")),
@@ -86,6 +87,7 @@ def live():
             "env": env,
             "repo": repo,
             "second": second,
+            "fourth": fourth,
             "release": release,
             "cluster": cluster,
             "state": state,
@@ -177,6 +179,33 @@ def test_plan_text_names_the_gates(live):
     assert "migrate   0002 (expand)" in out.stdout
     assert "gate: rehearsed up and down on an ephemeral PostgreSQL first" in out.stdout
     assert "shift 10% of traffic to the new release  weights new [20] stable [180]" in out.stdout
+
+
+def test_plan_says_the_contract_gate_would_refuse_while_release_1_serves(live):
+    before = _observed(live)
+    out = _cli(
+        "plan",
+        live["repo"].path,
+        "--commit",
+        live["fourth"],
+        "--env",
+        "prd-see",
+        "--state-dir",
+        str(live["state"]),
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    assert _observed(live) == before
+    (env,) = json.loads(out.stdout)["environments"]
+    migrations = {m["revision"]: m for m in env["migrations"]}
+    assert [(r, m["phase"]) for r, m in migrations.items()] == [
+        ("0002", "expand"),
+        ("0003", "migrate"),
+        ("0004", "contract"),
+    ]
+    (gate,) = [g for g in migrations["0004"]["gates"] if g.startswith("schema gate")]
+    assert "would refuse" in gate and live["release"].label in gate
+    assert "people.name" in gate
 
 
 @pytest.mark.parametrize(
