@@ -56,6 +56,7 @@ from prefect_delivery.tasks.approve import (
 )
 from prefect_delivery.tasks.build import build, checkout, lint
 from prefect_delivery.tasks.deploy import retire_previous
+from prefect_delivery.tasks.dora_report import publish_after_delivery
 from prefect_delivery.tasks.manifest import describe_validation_error
 from prefect_delivery.tasks.migrate import migration_phase
 from prefect_delivery.tasks.monitor import bake
@@ -505,3 +506,4 @@ def _finish(summary: DeliverySummary) -> None:
         summary.publish()
     except Exception as exc:  # the artifact is a record, not a gate
         logger.warning("could not publish the summary artifact: %s", exc)
+    publish_after_delivery(summary)  # DORA figures (tasks/dora_report.py); never raises

@@ -3,6 +3,8 @@
     delivery demo                       deliver hello-service's schema change (releases 1-4)
     delivery run SERVICE_DIR            deliver one commit of a service
     delivery status [--json]            what is live in each environment (read live)
+    delivery report [--since DAYS]      DORA figures per environment, from the ledgers
+    delivery plan SERVICE_DIR           what a delivery would do (a dry run: changes nothing)
     delivery rollback ENV               return ENV to its previous verified release
     delivery retire ENV COMMIT          stop a release kept warm (not serving) in ENV
     delivery down                       stop every instance and router the project started
@@ -38,7 +40,7 @@ __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
 
 #: Commands that answer at once: they read the router, the target and the ledger from the
 #: environments' snapshots and never import Prefect (which takes seconds to load).
-FAST = ("status", "down", "rollback")
+FAST = ("status", "down", "rollback", "report", "plan")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -47,13 +49,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     if only in FAST:
-        from prefect_delivery.flows.cli import run, status
+        from prefect_delivery.flows.cli import plan, report, run, status
 
-        (status if only in ("status", "down") else run).add_commands(sub)
+        fast = {"status": status, "down": status, "report": report, "plan": plan}
+        fast.get(only, run).add_commands(sub)
         return parser
-    from prefect_delivery.flows.cli import demo, lab, run, server, setup, status
+    from prefect_delivery.flows.cli import demo, lab, plan, report, run, server, setup, status
 
-    for commands in (demo, setup, run, status, lab, server):
+    for commands in (demo, setup, run, status, report, plan, lab, server):
         commands.add_commands(sub)
     return parser
 
