@@ -19,6 +19,7 @@ from prefect_delivery.tasks.judge import (
     ServiceMetric,
     Verdict,
 )
+from prefect_delivery.tasks.judge.policy import ROLLBACK_LATENCY_SLACK_MS
 
 __all__ = ["Outcome", "Verdict", "judge_policy", "observations", "reference_figures"]
 
@@ -52,6 +53,7 @@ def judge_policy(
         options["horizon_s"] = max(horizon_s or settings.bake_window_s, settings.bake_window_s)
     if kind == "rollback":
         options["reference"] = reference_figures(reference)
+        options["latency_slack_ms"] = max(settings.latency_slack_ms, ROLLBACK_LATENCY_SLACK_MS)
     return JudgePolicy(**options)
 
 

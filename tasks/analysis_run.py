@@ -14,12 +14,14 @@ function of the policy (:func:`decide`):
   missing numbers); at the end of the window Successful -> promote, Inconclusive -> extend the
   window up to ``max_extensions`` times, then roll back.
 - ``verification`` (a bounded burst after the cutover): measure until the new release has
-  ``min_requests`` requests and the judge has had the intervals its latency test needs to be
-  able to reject (``JudgePolicy.intervals_to_decide``; or the window is over), then
+  ``min_requests`` requests, the stable one ``min_samples``, and the judge has had the
+  intervals its latency test needs to be able to reject (``JudgePolicy.intervals_to_decide``;
+  or the window is over), then
   Successful -> pass, anything else -> fail; Failed before that -> fail at once.
 - ``bake`` (the monitored window after a production deploy, the previous release kept warm
   and measured beside it): Failed -> roll back now; at the end Successful -> keep it,
-  Inconclusive -> roll back (never passed silently).
+  Inconclusive (too few samples on a side) -> watched ``extension_s`` longer, up to
+  ``max_extensions`` times, then rolled back (never passed silently).
 
 An instance of the new release that stops running fails the run in every policy. This is
 Argo Rollouts' AnalysisRun, with the policies as its templates.
@@ -44,6 +46,7 @@ from prefect_delivery.tasks.judge import Analysis
 from prefect_delivery.tasks.runtime.kill_points import kill_point
 from prefect_delivery.tasks.runtime.lock import assert_not_preempted
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.progress import WaitProgress, bake_window, canary_step
 
 MAX_ERRORS_IN_A_ROW = 3
 PolicyKind = Literal["step", "verification", "bake"]
@@ -77,6 +80,12 @@ class Policy(BaseModel):
         description="Judge the numbers of the sources that answered when one did not "
         "(verification, bake); a step never promotes on missing numbers.",
     )
+    extension_s: float | None = Field(
+        default=None,
+        description="How long one extension lasts (default: window_s). A bake that ends "
+        "Inconclusive for want of samples is watched this much longer, up to max_extensions "
+        "times, then rolled back.",
+    )
     kill_point: str = "analysis"
 
 
@@ -95,7 +104,11 @@ def decide(
     if kind == "bake":
         if not window_over:
             return Action.CONTINUE
-        return Action.PROMOTE if verdict.outcome is Outcome.SUCCESSFUL else Action.ROLLBACK
+        if verdict.outcome is Outcome.SUCCESSFUL:
+            return Action.PROMOTE
+        # too little evidence (a short bake, a busy machine): watch on, up to max_extensions
+        short = verdict.outcome is Outcome.INCONCLUSIVE and extensions_used < max_extensions
+        return Action.EXTEND if short else Action.ROLLBACK
     if verdict.outcome is Outcome.ERROR and kind == "step":
         return Action.ROLLBACK if errors_in_a_row >= max_errors else Action.CONTINUE
     if not window_over:
@@ -193,6 +206,16 @@ def _accumulate(total: Samples | None, batch: Samples) -> Samples:
     return total.model_copy(update={"error": None}).merged(batch)
 
 
+def _progress(env: Environment, policy: Policy, label: str) -> WaitProgress | None:
+    """A progress artifact for the long waits (a step's window, the bake); a verification
+    burst lasts seconds and has none."""
+    if policy.kind == "step":
+        return canary_step(env.name, label, policy.window_s).start()
+    if policy.kind == "bake":
+        return bake_window(env.name, policy.window_s).start()
+    return None
+
+
 def _weight_pct(env: Environment, instances: list[Instance]) -> float | None:
     """The share of traffic (percent) the router gives these instances now (None: unknown)."""
     try:
@@ -240,6 +263,7 @@ def run_analysis(
         )
     )
     queries = {m.name: m.query for m in env.verification.service_metrics}
+    progress = _progress(env, policy, label)
     while True:
         interval = max(0.2, min(policy.interval_s, deadline - time.monotonic()))
         new_scope = scope_for(env, "new", env.running(new_instances), release, queries)
@@ -275,6 +299,7 @@ def run_analysis(
         window_over = time.monotonic() >= deadline - 0.05 or (
             policy.min_requests is not None
             and new_total.requests >= policy.min_requests
+            and (not compared or stable_total.requests >= judge.policy.min_samples)
             and len(records) + 1 >= judge.policy.intervals_to_decide()
         )
         action = decide(
@@ -309,15 +334,23 @@ def run_analysis(
             )
         )
         logger.info("%s %.1fs: %s -> %s", label, ended, verdict.line(), action.value)
+        if progress is not None:
+            progress.tick(note=f"{verdict.outcome.value}: {verdict.reason}"[:200])
         if action is Action.CONTINUE:
             kill_point(f"{policy.kill_point}-{env.name}")
             assert_not_preempted(env.name)  # a safe point: a rollback may have taken over
             continue
         if action is Action.EXTEND:
             extensions += 1
-            deadline = time.monotonic() + policy.window_s
+            extension = policy.extension_s or policy.window_s
+            deadline = time.monotonic() + extension
+            if progress is not None:
+                progress.total_s += extension
+            logger.info("%s: %s; watched %.0fs longer", label, verdict.reason, extension)
             continue
         break
+    if progress is not None:
+        progress.finish(f"{action.value}: {verdict.line()}"[:300])
     result = AnalysisRun(
         label=label,
         policy=policy.kind,

@@ -36,6 +36,12 @@ class BakeResult(BaseModel):
     analysis: AnalysisRun | None = None
 
 
+#: A bake that ends without min_samples on a side is watched this much longer, this many times
+#: (a short bake on a busy machine), then rolled back: never passed on too little evidence.
+BAKE_EXTENSION_S = 30.0
+BAKE_EXTENSIONS = 3
+
+
 @task(name="bake")
 def bake(
     env: Environment,
@@ -51,6 +57,8 @@ def bake(
         interval_s=interval_s,
         kill_point="bake",
         tolerate_source_errors=True,
+        max_extensions=BAKE_EXTENSIONS,
+        extension_s=min(duration_s, BAKE_EXTENSION_S),
     )
     stable = env.running(previous)
     run = run_analysis(env, release, instances, stable, policy, f"bake {env.name}")
