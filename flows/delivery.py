@@ -43,7 +43,7 @@ from prefect_delivery.blocks.errors import (
     VerdictError,
 )
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.flows.deploy import DeployOutcome, deploy
+from prefect_delivery.flows.deploy import DeployOutcome, deploy, rollout_runs
 from prefect_delivery.flows.migration import migrate
 from prefect_delivery.flows.rollback import roll_back_environment
 from prefect_delivery.tasks.approve import (
@@ -60,6 +60,7 @@ from prefect_delivery.tasks.dora_report import publish_after_delivery
 from prefect_delivery.tasks.manifest import describe_validation_error
 from prefect_delivery.tasks.migrate import migration_phase
 from prefect_delivery.tasks.monitor import bake
+from prefect_delivery.tasks.pictures import publish_rollout
 from prefect_delivery.tasks.promotion import check_request
 from prefect_delivery.tasks.revert import revert
 from prefect_delivery.tasks.runtime import checkpoint, events
@@ -381,7 +382,10 @@ def _roll_out(
     if outcome.status == "deployed" and previous is not None:
         events.promoted(env.name, release, upstream=previous.name)
     evidence = upstream_evidence(
-        env, release, outcome.verification.verdict if outcome.verification else None
+        env,
+        release,
+        outcome.verification.verdict if outcome.verification else None,
+        outcome.verification.samples if outcome.verification else None,
     )
     checkpoint.mark_finished(
         env.state_dir, run_id, env.name, release, outcome.status, deployed_detail, evidence
@@ -470,6 +474,12 @@ def _monitor(env: Environment, release: Release, outcome: DeployOutcome, record)
     )
     record.detail = (
         f"{result.watched_s:.0f}s, {result.verdict.line() if result.verdict else 'no samples'}"
+    )
+    kept = "rolled back in the bake" if result.breached else "kept after its bake"
+    publish_rollout(
+        env.name,
+        [*rollout_runs(outcome), result.analysis],
+        f"{release.label} in {env.name} ({outcome.strategy}, {kept})",
     )
     if result.breached:
         record.result = "rolled back"

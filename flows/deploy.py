@@ -19,6 +19,7 @@ from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks import strategies
 from prefect_delivery.tasks.analysis_run import Action, StepAnalysis, analyze_step
 from prefect_delivery.tasks.deploy import launch, reconcile, replace, shift
+from prefect_delivery.tasks.pictures import publish_rollout
 from prefect_delivery.tasks.promotion import promotion_gate
 from prefect_delivery.tasks.reconcile import decide_reconcile
 from prefect_delivery.tasks.revert import revert
@@ -299,3 +300,15 @@ def _publish_report(outcome: DeployOutcome) -> None:
         )
     except Exception as exc:  # an artifact is a record, not a gate
         run_logger().warning("could not publish the deploy report: %s", exc)
+    publish_rollout(outcome.environment, rollout_runs(outcome), _picture_title(outcome))
+
+
+def rollout_runs(outcome: DeployOutcome) -> list:
+    """The analysis runs of a deploy, in order: its steps, then its verification."""
+    verification = outcome.verification.analysis if outcome.verification else None
+    return [*outcome.analyses, verification]
+
+
+def _picture_title(outcome: DeployOutcome, more: str = "") -> str:
+    how = "rolled back" if outcome.failure else "promoted"
+    return f"{outcome.release.label} in {outcome.environment} ({outcome.strategy}, {how}){more}"

@@ -32,6 +32,7 @@ from prefect_delivery.blocks.release import Release
 from prefect_delivery.tasks.analysis import Verdict
 from prefect_delivery.tasks.runtime import events
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.progress import approval_gate
 from prefect_delivery.tasks.runtime.report import publish_markdown
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
@@ -94,9 +95,14 @@ class UpstreamEvidence(BaseModel):
     verdict_line: str = ""
     latency_tolerance: float | None = None
     latency_slack_ms: float | None = None
+    latency_ms: dict[str, float] = Field(
+        default_factory=dict, description="p50/p95 the release measured there (ms)."
+    )
 
 
-def upstream_evidence(env: Any, release: Release, verdict: Verdict | None) -> UpstreamEvidence:
+def upstream_evidence(
+    env: Any, release: Release, verdict: Verdict | None, samples: Any = None
+) -> UpstreamEvidence:
     """The evidence an environment holds for a release: this run's verdict, or the ledger's."""
     settings = env.verification
     if verdict is not None:
@@ -108,6 +114,14 @@ def upstream_evidence(env: Any, release: Release, verdict: Verdict | None) -> Up
             verdict_line=verdict.line(),
             latency_tolerance=settings.latency_tolerance,
             latency_slack_ms=settings.latency_slack_ms,
+            latency_ms={
+                name: round(value, 1)
+                for name, value in (
+                    ("p50", getattr(samples, "p50_ms", None)),
+                    ("p95", getattr(samples, "p95_ms", None)),
+                )
+                if value is not None
+            },
         )
     entry = env.ledger().last("verified", release.digest)
     how = (
@@ -217,6 +231,11 @@ def evidence_table(evidence: UpstreamEvidence) -> str:
         "| test | release | stable | 1-sided bound | confidence | regression |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(f"| {' | '.join(r)} |" for r in rows)
     )
+    if evidence.latency_ms and not any(m.name.endswith("latency") for m in v.metrics):
+        figures = ", ".join(f"{k} latency {ms:g} ms" for k, ms in evidence.latency_ms.items())
+        table += (
+            f"\n\n{figures} on the release (not compared: no stable release ran beside it)"
+        )
     notes = "".join(f"\n- {n}" for n in v.notes)
     return head + table + "\n" + (f"\nNotes:{notes}\n" if notes else "")
 
@@ -386,11 +405,16 @@ def request_approval(
     )
     started = time.monotonic()
     attempt = 0
+    waiting = None
     while True:
         key = approval_key(env.name, flow_run_id, release.digest, attempt)
         remaining = max(1, int(timeout_s - (time.monotonic() - started)))
         if key not in fired:  # not a suspended run passing a gate it was answered at
             events.approval_requested(env.name, release, key, remaining, mode)
+            deadline = datetime.now(UTC).timestamp() + remaining
+            waiting = approval_gate(env.name, remaining).start(
+                note=f"times out at {datetime.fromtimestamp(deadline, UTC):%Y-%m-%d %H:%M:%S} UTC"
+            )
             logger.info(
                 "Waiting up to %ss for approval of %s in %s (%s, pause key %s); resume the run "
                 "in the Prefect UI or run `delivery approve %s --approver NAME --reason TEXT`",
@@ -411,7 +435,12 @@ def request_approval(
                     wait_for_input=form, key=key, timeout=remaining, poll_interval=2
                 )
         except FlowPauseTimeout:
+            if waiting is not None:
+                waiting.finish("timed out")
             return _timed_out(env, release, timeout_s, flow_run_id)
+        if waiting is not None:
+            waiting.finish(f"answered by {answer.approver or 'someone'}")
+            waiting = None
         problem = answer_problem(env, release, answer)
         if problem is None:
             break

@@ -202,3 +202,48 @@ def publish_rollout_picture(
         description=mask(description or title),
     )
     return png
+
+
+def from_analysis_runs(runs: list) -> list[RolloutInterval]:
+    """The intervals of a rollout's analysis runs (tasks/analysis_run.AnalysisRun: canary or
+    rolling steps, the verification, the bake), in order, as the picture's records; each run's
+    final verdict is marked at its last interval, a Failed one where it was reached."""
+    records: list[RolloutInterval] = []
+    for run in runs:
+        if run is None:
+            continue
+        for n, interval in enumerate(run.intervals):
+            last = n == len(run.intervals) - 1
+            verdict = interval.outcome if last or interval.outcome == "Failed" else None
+            records.append(
+                RolloutInterval(
+                    at=interval.at,
+                    weight=interval.new_weight_pct if interval.new_weight_pct is not None else 0.0,
+                    step=run.label,
+                    new_p50_ms=interval.new_p50_ms,
+                    new_p95_ms=interval.new_p95_ms,
+                    new_error_rate=interval.new_interval_error_rate,
+                    stable_p50_ms=interval.stable_p50_ms,
+                    stable_p95_ms=interval.stable_p95_ms,
+                    stable_error_rate=interval.stable_interval_error_rate
+                    if interval.stable_p50_ms is not None or interval.stable_requests
+                    else None,
+                    verdict=verdict,
+                )
+            )
+    return records
+
+
+def publish_rollout(environment: str, runs: list, title: str) -> bytes | None:
+    """The rollout picture of an environment's analysis runs as the artifact
+    ``rollout-<environment>``; never raises (a picture is a record, not a gate)."""
+    from prefect_delivery.tasks.runtime.log import run_logger
+
+    records = from_analysis_runs(runs)
+    if not records:
+        return None
+    try:
+        return publish_rollout_picture(f"rollout-{environment}".lower(), records, title)
+    except Exception as exc:  # noqa: BLE001
+        run_logger().warning("could not publish the rollout picture: %s", exc)
+        return None

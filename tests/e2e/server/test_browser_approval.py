@@ -9,21 +9,10 @@ test-artifacts/approval-form.png.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from support.browser import CHROMIUM, LAUNCH_ARGS, only_from
 from support.pipeline import commit_release
-
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.e2e,
@@ -58,13 +47,7 @@ def test_approve_in_the_prefect_ui(stack, service_repo, artifacts_dir):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         try:
-            # Nothing but the stack's own server: any other address would be a defect.
-            page.route(
-                "**/*",
-                lambda route: (
-                    route.continue_() if route.request.url.startswith(stack.url) else route.abort()
-                ),
-            )
+            only_from(page, stack.url)
             page.goto(f"{stack.url}/runs/flow-run/{run.flow_run_id}")
             page.get_by_role("button", name="Resume").first.click()
             dialog = page.get_by_role("dialog")

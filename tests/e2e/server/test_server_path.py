@@ -282,6 +282,7 @@ def test_a_monitors_failed_verification_rolls_production_back(stack, service_rep
     live, previous = ledger.verified_releases()[:2]
     assert stack.served("production")["commit"] == live.commit
 
+    rolled_before = len([e for e in ledger.entries() if e.event == "rolled-back"])
     with stack.client() as client:
         deployment = client.read_deployment_by_name("rollback/production")
     started = time.time()
@@ -308,6 +309,29 @@ def test_a_monitors_failed_verification_rolls_production_back(stack, service_rep
             )
         return [r for r in runs if r.created and r.created.timestamp() >= started - 1]
 
+    # the listener moves traffic at once; seconds measured from the event's own timestamp
+    wait_until(
+        lambda: stack.served("production")["commit"] == previous.commit,
+        30,
+        "production back on the previous release",
+        interval=0.05,
+    )
+    restored = time.time()
+    alert = wait_for_event(
+        stack,
+        "delivery.release.verification-failed",
+        lambda e: e["resource"].get("delivery.source") == "monitor",
+        "delivery.environment.production",
+    )
+    occurred = datetime.fromisoformat(str(alert["occurred"]).replace("Z", "+00:00"))
+    took = restored - occurred.timestamp()
+    print(f"monitor alert -> traffic on the previous release: {took:.2f} s")
+    switched = ledger.last("rolled-back", live.digest)
+    assert switched is not None and switched.details["switched"] == "break-glass"
+    assert "monitor" in switched.details["by"], switched.details
+    assert switched.details["reason"] == "monitor: synthetic check: 5xx"
+
+    # the trigger's run is the backstop: the alert's digest no longer serves, nothing changes
     runs = wait_until(rollback_runs, 120, "a rollback/production run")
     run = runs[0]
     stack.wait_for_state(str(run.id), {"Completed"}, 300)
@@ -315,6 +339,7 @@ def test_a_monitors_failed_verification_rolls_production_back(stack, service_rep
     # the alert named the release it saw serving, and the rollback acted on that one only
     assert run.parameters["digest"] == live.digest and run.parameters["source"] == "monitor"
     assert stack.served("production")["commit"] == previous.commit
+    assert len([e for e in ledger.entries() if e.event == "rolled-back"]) == rolled_before + 1
     time.sleep(5)  # the pipeline's event went first; had it triggered, its run would exist
     assert len(rollback_runs()) == 1
     wait_for_event(
