@@ -27,6 +27,8 @@ import sys
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect gives its ephemeral API 20 s to start; on a busy 2-core machine that is not enough.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 from prefect_delivery.flows.cli.common import (  # noqa: E402
     EXIT_BAD_INPUT,

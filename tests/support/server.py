@@ -91,6 +91,7 @@ class ServerStack:
     project_dir: Path = ROOT
     server: PrefectServer | None = None
     worker: subprocess.Popen | None = None
+    listener: subprocess.Popen | None = None
     staging_port: int = field(default_factory=free_port)
     production_port: int = field(default_factory=free_port)
     runs: list[DeploymentRun] = field(default_factory=list)
@@ -183,6 +184,32 @@ class ServerStack:
         )
         self.prefect("--no-prompt", "deploy", "--all", timeout=300)
         self.start_worker()
+        self.start_listener()
+
+    def start_listener(self) -> None:
+        """`delivery monitor-listen` beside the worker, as the README's server path runs it."""
+        log = open(self.home / "listener.log", "ab")  # noqa: SIM115 - lives with the listener
+        self.listener = subprocess.Popen(
+            [str(VENV_BIN / "delivery"), "monitor-listen", "--state-dir", str(self.state_dir)],
+            env=self.env(),
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "Listening" in self.listener_log():
+                time.sleep(3)  # the subscription is made right after the line
+                return
+            if self.listener.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"monitor-listen did not start:\n{self.listener_log()[-3000:]}")
+
+    def listener_log(self) -> str:
+        path = self.home / "listener.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def start_worker(self) -> None:
         log = open(self.home / "worker.log", "ab")  # noqa: SIM115 - lives with the worker
@@ -213,6 +240,7 @@ class ServerStack:
         """Everything this stack started, in reverse order, whatever failed before."""
         for run in self.runs:
             _kill_group(run.proc, timeout=5)
+        _kill_group(self.listener)
         _kill_group(self.worker)
         if self.server is not None and self.server.proc and self.server.proc.poll() is None:
             with contextlib.suppress(Exception):
