@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -23,6 +24,16 @@ VENV_BIN = Path(sys.executable).parent
 
 class session_dir:  # noqa: N801 - a namespace
     path: str = ""
+
+
+_names = itertools.count()
+
+
+def unique_name(role: str) -> str:
+    """An environment name no other test, and no other pytest-xdist worker, uses: the router,
+    the containers' labels and the instance records are found by it."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    return f"{role}-{worker * 1000 + next(_names)}"
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ schema releases, and what to read back from a database."""
 
 from __future__ import annotations
 
-import itertools
 import re
 import secrets
 from pathlib import Path
@@ -12,10 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import free_port, short_tmpdir
+from support import free_port, short_tmpdir, unique_name
 from support.pipeline import verification_for_tests
-
-_counter = itertools.count()
 
 #: hello-service's schema releases as the demo commits them: number -> version
 VERSIONS = {1: "1.0.0", 2: "1.1.0", 3: "1.2.0", 4: "1.3.0"}
@@ -55,7 +52,7 @@ def make_db_environment(state_dir: Path, cluster, role: str, **options):
     from prefect_delivery.blocks.settings import StrategySettings
     from prefect_delivery.flows.cli.setup import environment
 
-    name = f"{role}-{next(_counter)}"
+    name = unique_name(role)
     settings = StrategySettings(
         kind="blue-green",
         instances=1,

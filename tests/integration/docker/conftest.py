@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support import free_port, short_tmpdir
+from support import free_port, short_tmpdir, unique_name
 from support.docker import (
     WEB_BASE,
     cleanup_namespace,
@@ -113,7 +113,7 @@ def make_docker_env(state_dir, scope):
     created = []
 
     def make(role: str = "stg", *, kind: str = "blue-green", instances: int = 1, bake_s=0.0):
-        name = f"d{role}-{next(_counter)}"
+        name = unique_name(f"d{role}")
         env = environment(
             name,
             free_port(),

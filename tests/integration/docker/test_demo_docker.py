@@ -57,7 +57,10 @@ def test_demo_target_docker_delivers_by_digest_and_down_removes_the_containers(d
         assert report["production"]["live"]["commit"] == commits[0]
         assert registry_digest(REGISTRY, "hello-service", commits[0]) == digest
         for name in ("staging", "production"):
-            [instance] = report[name]["instances"]
+            # the instances that take traffic (the previous release may be kept warm beside)
+            serving = [i for i in report[name]["instances"] if i["weight"] > 0]
+            assert serving and {i["commit"] for i in serving} == {commits[0]}, serving
+            instance = serving[0]
             container = docker_client.containers.get(
                 next(
                     c.id

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from pathlib import Path
 
 import pytest
-from support import free_port, short_tmpdir
+from support import free_port, short_tmpdir, unique_name
 from support.pipeline import stop_environment, verification_for_tests
-
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,7 +53,7 @@ def make_env(state_dir):
         allow_auto_approval: bool = False,
         **strategy,
     ):
-        name = f"{role}-{next(_counter)}"
+        name = unique_name(role)
         settings = StrategySettings(
             kind=kind,
             instances=instances,

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from support import VENV_BIN, SteadyLoad
 from support.pipeline import commit_release, deliver
 
@@ -65,6 +66,7 @@ def assert_converged(env, commit: str) -> None:
     assert httpx.get(env.url + "/version", timeout=5).json()["commit"] == commit
 
 
+@pytest.mark.timeout(1800)  # nine deliveries killed and re-run: minutes, more on a busy machine
 def test_kill_at_every_stage_boundary_then_rerun(hello_repo, make_env, artifact_store):
     staging = make_env("kst")
     production = make_env(
