@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from prefect_delivery.migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect
-from prefect_delivery.migrations_lab.errors import LabError
+from prefect_delivery.migrations_lab.errors import LabConfigError, LabError
 from prefect_delivery.migrations_lab.findings import Finding
 from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, targets
 from prefect_delivery.migrations_lab.project import AlembicProject
@@ -39,7 +39,7 @@ from prefect_delivery.migrations_lab.snapshot import (
 )
 from prefect_delivery.migrations_lab.urls import UrlLike
 
-Status = Literal["passed", "failed", "skipped"]
+Status = Literal["passed", "failed", "skipped", "upgraded"]
 
 
 class Step(BaseModel):
@@ -76,16 +76,23 @@ def round_trip(
     retry: RetryPolicy | None = None,
     version_table: str = "alembic_version",
     project_findings: list[Finding] | None = None,
+    upgrade_only: set[str] | frozenset[str] = frozenset(),
+    base_schema: str | None = None,
+    runner_options: dict[str, object] | None = None,
 ) -> dict[str, RoundTrip]:
     """Round-trip every revision of a linear plan on the (empty) database at ``url``.
 
-    Findings about the project as a whole (e.g. an env.py that ignores the lab's connection)
-    are appended to ``project_findings`` when given."""
+    Revisions in ``upgrade_only`` (``--since``) are upgraded on the way, not round-tripped.
+    ``base_schema``: SQL run on the empty database first (the schema the first revision
+    expects). Findings about the project as a whole (e.g. an env.py that ignores the lab's
+    connection) are appended to ``project_findings`` when given."""
     results: dict[str, RoundTrip] = {}
     pairs = plan.replaced_pairs()
     with Runner(project, url, timeouts=timeouts, retry=retry or RetryPolicy(attempts=1),
-                version_table=version_table) as runner:
+                version_table=version_table, **(runner_options or {})) as runner:  # type: ignore[arg-type]
         blocked: str | None = None
+        if base_schema:
+            _base_schema(runner, url, base_schema)
         for info in plan.revisions:
             if blocked:
                 results[info.revision] = RoundTrip(
@@ -93,7 +100,10 @@ def round_trip(
                     notes=[f"not reached: revision {blocked} could not be upgraded"],
                 )
                 continue
-            rt = _one(runner, info, url, seed, pairs, version_table)
+            if info.revision in upgrade_only:
+                rt = _upgrade_only(runner, info)
+            else:
+                rt = _one(runner, info, url, seed, pairs, version_table)
             results[info.revision] = rt
             if rt.status == "failed" and runner.current() != info.revision:
                 blocked = info.revision
@@ -104,6 +114,38 @@ def round_trip(
                 fix=ENV_IGNORES_CONNECTION.split(" Fix: ")[1],
             ))
     return results
+
+
+def _base_schema(runner: Runner, url: UrlLike, sql: str) -> None:
+    with connect(runner.engine, url) as conn:
+        try:
+            conn.exec_driver_sql(sql)
+        except Exception as exc:  # the user's SQL: say where it failed
+            orig = getattr(exc, "orig", exc)
+            raise LabConfigError(
+                "base_schema", f"the SQL failed on the empty database: "
+                f"{' '.join(str(orig).split())[:300]}",
+                "fix the file named by the base_schema setting",
+            ) from None
+        conn.commit()
+
+
+def _upgrade_only(runner: Runner, info: RevisionInfo) -> RoundTrip:
+    rt = RoundTrip(revision=info.revision, status="upgraded")
+    started = time.monotonic()
+    try:
+        runner.step(info.revision, "upgrade")
+    except LabError as exc:
+        rt.status = "failed"
+        rt.steps.append(Step(name="upgrade", ok=False, seconds=_since(started),
+                             detail=f"{exc.where}: {exc.problem}"))
+        rt.findings.append(Finding(
+            check="roundtrip", rule="upgrade-failed", revision=info.revision, path=info.path,
+            message=f"{exc.where}: {exc.problem}", fix=exc.fix,
+        ))
+        return rt
+    rt.steps.append(Step(name="upgrade", ok=True, seconds=_since(started)))
+    return rt
 
 
 def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None,
