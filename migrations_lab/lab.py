@@ -20,7 +20,7 @@ from prefect_delivery.migrations_lab.phases import PhasePlan, read_plan
 from prefect_delivery.migrations_lab.postgres import PostgresCluster, Provider, make_cluster
 from prefect_delivery.migrations_lab.project import AlembicProject
 from prefect_delivery.migrations_lab.report import LabReport, RevisionReport
-from prefect_delivery.migrations_lab.roundtrip import round_trip
+from prefect_delivery.migrations_lab.roundtrip import RoundTrip, round_trip
 from prefect_delivery.migrations_lab.seed import SeedHook, load_project_seed
 from prefect_delivery.migrations_lab.settings import LabSettings, load_settings, resolve_python
 from prefect_delivery.migrations_lab.suggest import suggest_phase
@@ -53,6 +53,7 @@ def check(
     python: str | None = None,
     url_env: list[str] | None = None,
     base_schema: str | None = None,
+    baseline_schema: str | None = None,
     timings: dict[str, float] | None = None,
 ) -> LabReport:
     """Rehearse an Alembic project (a folder with alembic.ini, or the ini file).
@@ -69,7 +70,8 @@ def check(
     clock = timings if timings is not None else {}
     probe = AlembicProject(path)
     settings = load_settings(probe.ini_path, baseline=baseline, python=python,
-                             url_env=url_env, base_schema=base_schema)
+                             url_env=url_env, base_schema=base_schema,
+                             baseline_schema=baseline_schema)
     interpreter = (resolve_python(settings.python, settings.source("python"))
                    if settings.python else None)
     project = AlembicProject(path, python=interpreter, url_env=settings.url_env)
@@ -109,7 +111,9 @@ def _check(project: AlembicProject, settings: LabSettings, started: float,
     clock["plan+lint"] = round(time.monotonic() - started, 3)
 
     config = CompatConfig(commands=compat) if isinstance(compat, dict) else compat
-    schema_sql = _read_base_schema(settings)
+    schema_sql = _read_sql(settings, "base_schema")
+    start_sql = _read_sql(settings, "baseline_schema")
+    start = (sc.baseline, start_sql) if start_sql and sc.baseline else None
     if roundtrip or config:
         hook = seed or load_project_seed(project)
         t0 = time.monotonic()
@@ -120,10 +124,11 @@ def _check(project: AlembicProject, settings: LabSettings, started: float,
                 with pg.database() as db:
                     results = round_trip(project, plan, db.url, seed=hook, timeouts=timeouts,
                                          project_findings=report.findings,
-                                         upgrade_only=set(sc.upgraded), base_schema=schema_sql)
+                                         upgrade_only=set(sc.upgraded), base_schema=schema_sql,
+                                         start=start)
                 for rev, rt in results.items():
                     per_rev[rev].roundtrip = rt
-                    per_rev[rev].findings.extend(rt.findings)
+                    per_rev[rev].findings.extend(_judge_roundtrip(rt, sc.of(rev)))
             clock["round trips"] = round(time.monotonic() - t1, 3)
             if config:
                 report.compat = _compat(project, plan, pg, config, timeouts, report.findings)
@@ -151,6 +156,28 @@ def _fill(report: LabReport, plan: PhasePlan, sc: Scope) -> dict[str, RevisionRe
 _STRUCTURAL = {"multiple-heads", "non-linear-history"}
 
 
+def _judge_roundtrip(rt: RoundTrip, judged: str) -> list[Finding]:
+    """History's round-trip findings are shown as warnings (a released revision cannot be
+    rewritten; the lab still says what it does); a judged revision the round trip never
+    reached is an error (nothing vouches for it)."""
+    if judged == "history":
+        for f in rt.findings:
+            if f.severity == "error":
+                f.severity = "warning"
+                f.message = f"[history] {f.message}"
+        return rt.findings
+    if judged == "full" and rt.status == "skipped":
+        return [*rt.findings, Finding(
+            check="roundtrip", rule="not-reached", revision=rt.revision,
+            message=f"revision {rt.revision} was not round-tripped: "
+                    + "; ".join(rt.notes),
+            fix="fix the earlier revision the database could not be upgraded through (or, "
+                "for a history that cannot be replayed, start later: `base_schema` with the "
+                "schema at the baseline)",
+        )]
+    return rt.findings
+
+
 def _suggest(per_rev: dict[str, RevisionReport], sqls: dict[str, str]) -> None:
     """A suggested phase (and the line to add) for every judged revision without one."""
     for rev, r in per_rev.items():
@@ -164,15 +191,16 @@ def _suggest(per_rev: dict[str, RevisionReport], sqls: dict[str, str]) -> None:
                 f.fix = suggestion.text(r.path)
 
 
-def _read_base_schema(settings: LabSettings) -> str | None:
-    if not settings.base_schema:
+def _read_sql(settings: LabSettings, key: str) -> str | None:
+    value = getattr(settings, key)
+    if not value:
         return None
-    p = Path(settings.base_schema)
+    p = Path(value)
     try:
         return p.read_text()
     except OSError as exc:
-        raise LabConfigError(settings.source("base_schema"), f"{p} cannot be read "
-                             f"({exc.strerror}).", "name an SQL file that exists") from None
+        raise LabConfigError(settings.source(key), f"{p} cannot be read ({exc.strerror}).",
+                             "name an SQL file that exists") from None
 
 
 def _compat(project: AlembicProject, plan: Any, pg: PostgresCluster, config: CompatConfig,

@@ -78,14 +78,16 @@ def round_trip(
     project_findings: list[Finding] | None = None,
     upgrade_only: set[str] | frozenset[str] = frozenset(),
     base_schema: str | None = None,
+    start: tuple[str, str] | None = None,
     runner_options: dict[str, object] | None = None,
 ) -> dict[str, RoundTrip]:
     """Round-trip every revision of a linear plan on the (empty) database at ``url``.
 
     Revisions in ``upgrade_only`` (``--since``) are upgraded on the way, not round-tripped.
     ``base_schema``: SQL run on the empty database first (the schema the first revision
-    expects). Findings about the project as a whole (e.g. an env.py that ignores the lab's
-    connection) are appended to ``project_findings`` when given."""
+    expects). ``start``: (revision, SQL): the database starts from that schema stamped at that
+    revision; the revisions up to it are not replayed. Findings about the project as a whole
+    (e.g. an env.py that ignores the lab's connection) go to ``project_findings`` if given."""
     results: dict[str, RoundTrip] = {}
     pairs = plan.replaced_pairs()
     with Runner(project, url, timeouts=timeouts, retry=retry or RetryPolicy(attempts=1),
@@ -93,7 +95,17 @@ def round_trip(
         blocked: str | None = None
         if base_schema:
             _base_schema(runner, url, base_schema)
+        skip: set[str] = set()
+        if start is not None:
+            skip = _start_at(runner, url, plan, start, version_table)
         for info in plan.revisions:
+            if info.revision in skip:
+                results[info.revision] = RoundTrip(
+                    revision=info.revision, status="skipped",
+                    notes=[f"not replayed: the database starts from baseline_schema at "
+                           f"{start[0] if start else ''}"],
+                )
+                continue
             if blocked:
                 results[info.revision] = RoundTrip(
                     revision=info.revision, status="skipped",
@@ -106,7 +118,13 @@ def round_trip(
                 rt = _one(runner, info, url, seed, pairs, version_table)
             results[info.revision] = rt
             if rt.status == "failed" and runner.current() != info.revision:
-                blocked = info.revision
+                if _upgraded_once(rt):
+                    # the upgrade worked, going back (or up again) did not: rebuild the
+                    # database up to this revision so the later revisions are still judged
+                    _rebuild(runner, url, plan, info.revision, base_schema, rt, start,
+                             version_table)
+                if runner.current() != info.revision:
+                    blocked = info.revision
         if runner.env_ignores_connection and project_findings is not None:
             project_findings.append(Finding(
                 check="roundtrip", rule="env-ignores-connection", severity="warning",
@@ -116,18 +134,66 @@ def round_trip(
     return results
 
 
-def _base_schema(runner: Runner, url: UrlLike, sql: str) -> None:
+def _upgraded_once(rt: RoundTrip) -> bool:
+    return any(step.name == "upgrade" and step.ok for step in rt.steps)
+
+
+def _rebuild(runner: Runner, url: UrlLike, plan: PhasePlan, revision: str,
+             base_schema: str | None, rt: RoundTrip, start: tuple[str, str] | None,
+             version_table: str) -> None:
+    """Empty the database and upgrade it from base to ``revision`` (no seed data)."""
     with connect(runner.engine, url) as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+        conn.commit()
+    if base_schema:
+        _base_schema(runner, url, base_schema)
+    skip = _start_at(runner, url, plan, start, version_table) if start else set()
+    try:
+        for info in plan.revisions:
+            if info.revision in skip:
+                continue
+            runner.step(info.revision, "upgrade")
+            if info.revision == revision:
+                break
+    except LabError as exc:
+        rt.notes.append(f"rebuilding the database up to {revision} failed: {exc.problem}")
+        return
+    rt.notes.append(f"the database was rebuilt from base up to {revision} (without seed "
+                    "data) so the later revisions are still round-tripped")
+
+
+def _start_at(runner: Runner, url: UrlLike, plan: PhasePlan, start: tuple[str, str],
+              version_table: str) -> set[str]:
+    """Load the schema at ``start[0]`` and stamp that revision; the revisions it covers."""
+    revision, sql = start
+    _base_schema(runner, url, sql, "baseline_schema")
+    with connect(runner.engine, url) as conn:
+        conn.exec_driver_sql(f'CREATE TABLE IF NOT EXISTS "{version_table}" '
+                             "(version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.exec_driver_sql(f'DELETE FROM "{version_table}"')
+        conn.exec_driver_sql(f"INSERT INTO \"{version_table}\" VALUES ('{revision}')")
+        conn.commit()
+    order = [info.revision for info in plan.revisions]
+    return set(order[: order.index(revision) + 1])
+
+
+def _base_schema(runner: Runner, url: UrlLike, sql: str, setting: str = "base_schema") -> None:
+    with connect(runner.engine, url) as conn:
+        # psql meta-commands (pg_dump 17's \\restrict) are not SQL
+        script = "\n".join(line for line in sql.splitlines() if not line.startswith("\\"))
         try:
-            conn.exec_driver_sql(sql)
+            conn.exec_driver_sql(script)
         except Exception as exc:  # the user's SQL: say where it failed
             orig = getattr(exc, "orig", exc)
             raise LabConfigError(
-                "base_schema", f"the SQL failed on the empty database: "
+                setting, f"the SQL failed on the empty database: "
                 f"{' '.join(str(orig).split())[:300]}",
-                "fix the file named by the base_schema setting",
+                f"fix the file named by the {setting} setting (a dump: pg_dump --schema-only "
+                "--no-owner --no-privileges)",
             ) from None
         conn.commit()
+        conn.exec_driver_sql("RESET search_path")  # pg_dump empties it for its session
 
 
 def _upgrade_only(runner: Runner, info: RevisionInfo) -> RoundTrip:

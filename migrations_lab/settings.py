@@ -10,6 +10,7 @@ Read from two places (later wins), then from the command line:
        url_env = DATABASE_URL HUB_DB_URL # env vars env.py may read the URL from
        python = /srv/hub/.venv/bin/python
        base_schema = %(here)s/base.sql   # schema the first revision expects
+       baseline_schema = %(here)s/prod.sql  # or: the schema at the baseline (a dump)
 
 2. the ``[lab]`` table of the nearest ``delivery.toml`` at or above the ini file::
 
@@ -18,6 +19,7 @@ Read from two places (later wins), then from the command line:
        url_env = ["DATABASE_URL", "HUB_DB_URL"]
        python = ".venv/bin/python"       # relative to the delivery.toml
        base_schema = "db/base.sql"
+       baseline_schema = "db/prod-schema.sql"
 
 ``baseline``: revisions up to and including it are *history*: planned and round-tripped, but
 not required to carry phase annotations or to pass lint. Everything after it is judged in full.
@@ -26,7 +28,11 @@ the ephemeral database while env.py runs, so an env.py that reads one never sees
 database. ``python``: an interpreter (or a virtualenv folder) with the release's own
 dependencies; env.py and the revisions then run in a subprocess of it. ``base_schema``: SQL
 run on the empty database before the first revision, for a history whose first revision
-assumes tables Alembic did not create.
+assumes tables Alembic did not create. ``baseline_schema``: the schema *at the baseline*
+(``pg_dump --schema-only --no-owner --no-privileges`` of a database that runs the baseline,
+e.g. production): the lab starts from it, stamped at the baseline, instead of replaying the
+history (for a history that cannot be replayed from an empty database: one that relies on
+``create_all`` for some tables, or whose old revisions no longer run with today's libraries).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class LabSettings(BaseModel):
     url_env: list[str] = Field(default_factory=lambda: list(DEFAULT_URL_ENV))
     python: str | None = None
     base_schema: str | None = None
+    baseline_schema: str | None = None
     #: where each value came from (for messages): key -> "alembic.ini [migrations_lab]" ...
     sources: dict[str, str] = Field(default_factory=dict)
 
@@ -102,7 +109,7 @@ def _from_ini(ini: Path) -> tuple[dict[str, Any], str]:
     raw = {k: v for k, v in parser.items(INI_SECTION) if k != "here"}
     if "url_env" in raw:
         raw["url_env"] = raw["url_env"].replace(",", " ").split()
-    for key in ("python", "base_schema"):
+    for key in ("python", "base_schema", "baseline_schema"):
         if raw.get(key):
             raw[key] = str((ini.parent / raw[key]).expanduser())
     return raw, where
@@ -119,7 +126,7 @@ def _from_toml(path: Path) -> tuple[dict[str, Any], str]:
     if not isinstance(raw, dict):
         raise LabConfigError(where, "is not a table.", f"write it as [{TOML_TABLE}]")
     raw = dict(raw)
-    for key in ("python", "base_schema"):
+    for key in ("python", "base_schema", "baseline_schema"):
         if isinstance(raw.get(key), str) and raw[key]:
             raw[key] = str((path.parent / raw[key]).expanduser())
     return raw, where
@@ -143,13 +150,24 @@ def load_settings(ini_path: Path, **overrides: Any) -> LabSettings:
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "is not a lab setting (known: baseline, url_env, python, base_schema)"
+                msg = ("is not a lab setting (known: baseline, url_env, python, base_schema, "
+                       "baseline_schema)")
             raise LabConfigError(f"{where} {key}", f"{msg}.",
                                  "see migrations_lab/settings.py for the settings") from None
         for key, value in raw.items():
             merged[key] = value
             sources[key] = f"{where} {key}"
-    return LabSettings.model_validate({**merged, "sources": sources})
+    settings = LabSettings.model_validate({**merged, "sources": sources})
+    if settings.baseline_schema and not settings.baseline:
+        raise LabConfigError(settings.source("baseline_schema"),
+                             "is set without a baseline (the revision the schema is at).",
+                             "set `baseline` to the revision the dumped database was at")
+    if settings.baseline_schema and settings.base_schema:
+        raise LabConfigError(settings.source("baseline_schema"),
+                             "and base_schema are both set; the database starts from one.",
+                             "keep baseline_schema (start at the baseline) or base_schema "
+                             "(replay the history from the schema its first revision expects)")
+    return settings
 
 
 def resolve_python(value: str, where: str) -> str:
