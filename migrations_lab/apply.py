@@ -42,8 +42,10 @@ log = logging.getLogger("migrations_lab.apply")
 
 LOCK_NOT_AVAILABLE = "55P03"
 ENV_IGNORES_CONNECTION = (
-    "env.py does not run migrations on config.attributes['connection'], so the runner's "
-    "lock_timeout/statement_timeout are not applied to them. Fix: in env.py use "
+    "env.py does not run migrations on config.attributes['connection']: it opens its own "
+    "connection from the URL (sqlalchemy.url or an environment variable the lab set), so the "
+    "runner's lock_timeout/statement_timeout reach it only through PGOPTIONS, which only "
+    "libpq drivers (psycopg, psycopg2) read. Fix: in env.py use "
     "`config.attributes.get('connection')` when set (Alembic cookbook), or call "
     "migrations_lab.apply_timeouts(connection) on the connection it opens."
 )
@@ -304,7 +306,7 @@ class Runner:
                 f"revision {revision} ({relpath})",
                 f"after the {direction}, {self.version_table} holds {at or 'nothing'}, "
                 f"expected {expected or 'nothing (base)'}.",
-                "make env.py run migrations on the database the lab hands over: "
+                "make env.py run migrations on the database the lab hands over. "
                 + HOW_TO_DRIVE.format(names=", ".join(self.project.url_env))
                 + " (Alembic cookbook: 'Sharing a Connection across one or more programmatic "
                 "migration commands')",

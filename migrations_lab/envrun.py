@@ -36,7 +36,7 @@ CONNECTION, ENGINE, URL = "connection", "engine", "url"
 TIMEOUTS_KEY = "migrations_lab.timeouts"  # the marker migrations_lab.connect looks for
 
 HOW_TO_DRIVE = (
-    "the lab hands the database to env.py as config.attributes['connection'] (a Connection, "
+    "The lab hands the database to env.py as config.attributes['connection'] (a Connection, "
     "or an Engine when env.py calls .connect() on it), as sqlalchemy.url, as "
     "config.attributes['url'] and in the environment variables {names}"
 )
