@@ -105,3 +105,15 @@ def test_scope_baseline_since_and_prefixes():
         scope(plan, baseline="zzz", baseline_where="delivery.toml [lab] baseline")
     with pytest.raises(LabConfigError, match="matches 2 revisions"):
         scope(_plan("ab1", "ab2"), baseline="ab")
+
+
+def test_the_service_manifest_accepts_the_lab_table(tmp_path):
+    """delivery.toml is also the pipeline's manifest: a [lab] table must not break it."""
+    from prefect_delivery.tasks.manifest import parse_manifest
+
+    hello = Path(__file__).resolve().parents[3] / "examples" / "hello-service"
+    text = (hello / "delivery.toml").read_text() + '\n[lab]\nbaseline = "0002"\n'
+    assert parse_manifest(text).lab == {"baseline": "0002"}
+    ini = _ini(tmp_path)
+    (tmp_path / "svc" / "delivery.toml").write_text(text)
+    assert load_settings(ini).baseline == "0002"
