@@ -71,7 +71,7 @@ def test_settings_defaults_ini_toml_and_cli_precedence(tmp_path):
 
 @pytest.mark.parametrize(("section", "expected"), [
     ("[migrations_lab]\nbasline = x\n", "basline: is not a lab setting"),
-    ("[migrations_lab]\nurl_env = 9LIVES\n", "url_env: '9LIVES' is not an environment variable name"),
+    ("[migrations_lab]\nurl_env = 9LIVES\n", "url_env: '9LIVES' is not an environment variable"),
     ("[migrations_lab]\nbaseline_schema = prod.sql\n", "is set without a baseline"),
 ])
 def test_bad_settings_name_the_file_the_key_and_the_fix(tmp_path, section, expected):
