@@ -106,6 +106,7 @@ class Runner:
         self._history: History | None = None
         #: how env.py took the database: "connection", "engine" or "url" (see envrun.py)
         self.convention: str | None = None
+        self.last_statements: list[str] = []
         #: set when env.py ran the migrations on a connection of its own
         self.env_ignores_connection = False
 
@@ -226,6 +227,8 @@ class Runner:
         answer = self.project.driver.run(direction, target, url,
                                          timeouts=self.timeouts.model_dump())
         self.convention = answer.get("convention")
+        #: the statements the last command ran through the lab's connection (or engine)
+        self.last_statements = list(answer.get("statements") or [])
         if self.convention == URL and not self.env_ignores_connection:
             self.env_ignores_connection = True
             log.warning("%s", ENV_IGNORES_CONNECTION)

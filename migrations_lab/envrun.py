@@ -213,19 +213,20 @@ class EnvRunner:
             # migrations_lab.apply_timeouts(connection) in env.py: the limits are already set
             record.info[TIMEOUTS_KEY] = dict(self.timeouts)
 
-        used: list[object] = []
+        used: list[str] = []  # the statements env.py ran on what the lab handed over
         try:
             with _environment(self._env_vars(url)):
                 if self.convention != ENGINE:
                     try:
                         self._on_connection(fn, engine, url, target, used)
                         self.convention = CONNECTION if used else URL
-                        return {"convention": self.convention}
+                        return {"convention": self.convention, "statements": _ddl(used)}
                     except Exception as exc:
                         if not (_expects_engine(exc) and not used):
                             raise StepFailed(describe(exc, self.env_py,
                                                       self.revision_files())) from None
-                event.listen(engine, "engine_connect", lambda *a: used.append(None))
+                event.listen(engine, "before_cursor_execute",
+                             lambda _c, _cur, statement, *a: used.append(statement))
                 cfg = self.config(url)
                 cfg.attributes["connection"] = engine
                 try:
@@ -234,7 +235,7 @@ class EnvRunner:
                     raise StepFailed(describe(exc, self.env_py, self.revision_files())) \
                         from None
                 self.convention = ENGINE if used else URL
-                return {"convention": self.convention}
+                return {"convention": self.convention, "statements": _ddl(used)}
         finally:
             engine.dispose()
 
@@ -243,7 +244,8 @@ class EnvRunner:
         from sqlalchemy import event
 
         with engine.connect() as conn:
-            event.listen(conn, "before_cursor_execute", lambda *a: used.append(None))
+            event.listen(conn, "before_cursor_execute",
+                         lambda _c, _cur, statement, *a: used.append(statement))
             cfg = self.config(url)
             cfg.attributes["connection"] = conn
             try:
@@ -254,6 +256,18 @@ class EnvRunner:
                 if conn.in_transaction():
                     conn.rollback()
                 raise
+
+
+def _ddl(statements: list[str]) -> list[str]:
+    """What a revision ran, without Alembic's bookkeeping and catalog reads."""
+    out = []
+    for st in statements:
+        flat = " ".join(str(st).split())
+        low = flat.lower()
+        if "alembic_version" in low or low.startswith(("select", "show", "set ")):
+            continue
+        out.append(flat)
+    return out
 
 
 def _driver_or_plain(url: str) -> str:

@@ -107,7 +107,6 @@ def _check(project: AlembicProject, settings: LabSettings, started: float,
     for rev, findings in lint_project(project, plan, only=judged, sql_out=sqls).items():
         per_rev[rev].findings.extend(findings)
         per_rev[rev].linted = True
-    _suggest(per_rev, sqls)
     clock["plan+lint"] = round(time.monotonic() - started, 3)
 
     config = CompatConfig(commands=compat) if isinstance(compat, dict) else compat
@@ -132,6 +131,10 @@ def _check(project: AlembicProject, settings: LabSettings, started: float,
             clock["round trips"] = round(time.monotonic() - t1, 3)
             if config:
                 report.compat = _compat(project, plan, pg, config, timeouts, report.findings)
+    for rev, r in per_rev.items():  # revisions that cannot render offline: what they ran
+        if rev not in sqls and r.roundtrip is not None and r.roundtrip.upgrade_sql:
+            sqls[rev] = ";\n".join(r.roundtrip.upgrade_sql) + ";"
+    _suggest(per_rev, sqls)
     report.seconds = round(time.monotonic() - started, 2)
     return report
 
@@ -184,6 +187,8 @@ def _suggest(per_rev: dict[str, RevisionReport], sqls: dict[str, str]) -> None:
         if r.phase is not None or rev not in sqls:
             continue
         suggestion = suggest_phase(sqls[rev])
+        if not r.linted or any(f.rule == "offline-render-failed" for f in r.findings):
+            suggestion.source = "the SQL it ran on the ephemeral database (none offline)"
         r.suggested_phase = suggestion.phase
         r.suggestion = suggestion.text(r.path)
         for f in r.findings:

@@ -105,8 +105,11 @@ def format_report(report: LabReport) -> str:
     history = [r for r in report.revisions if r.judged == "history"]
     upgraded = [r for r in report.revisions if r.judged == "upgraded"]
     if report.baseline:
+        replayed = any(r.roundtrip and r.roundtrip.status != "skipped" for r in history)
+        how = ("round-tripped" if replayed or not report.provider else
+               "not replayed, the database starts from baseline_schema")
         out.append(f"baseline: {report.baseline} ({_n(len(history), 'revision')} of history: "
-                   "round-tripped, phases and lint not judged)")
+                   f"{how}; phases and lint not judged)")
     if report.since:
         out.append(f"since: {report.since} ({_n(len(upgraded), 'revision')} only upgraded)")
     for f in report.findings:
@@ -115,11 +118,17 @@ def format_report(report: LabReport) -> str:
         verdict = "ok" if r.ok else "FAIL"
         if r.judged == "upgraded" and r.ok:
             continue
-        out.append("")
+        compact = r.judged == "history" and r.ok and not r.findings
+        if not (compact and out and out[-1].endswith(")") and "[history]" in out[-1]):
+            out.append("")
         label = r.phase or "?"
         if r.judged != "full":
             label = f"{r.phase or '-'}  [{r.judged}]"
         out.append(f"{r.revision}  {label}  release {r.release}  {r.path}  {verdict}")
+        if r.judged == "history" and r.ok and not r.findings:
+            rt = r.roundtrip.status if r.roundtrip else "not run"
+            out[-1] += f"  (round trip: {'not replayed' if rt == 'skipped' else rt})"
+            continue
         if r.judged == "history":
             out.append("    lint: not judged (history)")
             _roundtrip_lines(out, r)

@@ -55,6 +55,9 @@ class RoundTrip(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    #: what the first upgrade ran on the database (for a suggested phase when the revision
+    #: cannot render offline)
+    upgrade_sql: list[str] = Field(default_factory=list)
 
 
 _PROMISE = {
@@ -248,6 +251,7 @@ def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None
     before = snap()
     if not step("upgrade", lambda: runner.step(info.revision, "upgrade"), "upgrade-failed"):
         return rt
+    rt.upgrade_sql = list(runner.last_statements)
     upgraded = snap()
     if not step("downgrade", lambda: runner.step(info.revision, "downgrade"),
                 "downgrade-failed"):

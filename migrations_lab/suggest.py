@@ -30,12 +30,13 @@ class Suggestion(BaseModel):
     phase: str | None
     reason: str
     line: str | None = None  # the one line to add to the revision file
+    source: str = "its SQL"
 
     def text(self, path: str) -> str:
         if self.line is None:
             return f"no phase fits ({self.reason}); split the revision into expand / migrate " \
                    "/ contract"
-        return f"add the line `{self.line}` to {path} (suggested from its SQL: {self.reason})"
+        return f"add the line `{self.line}` to {path} (suggested from {self.source}: {self.reason})"
 
 
 def _classify(stmt: str, m: str, created: set[str]) -> tuple[str | None, str] | None:

@@ -96,6 +96,13 @@ def test_jupyterhub_with_a_baseline_judges_only_what_the_release_brings(
         assert revs[rev].suggested_phase == "expand"
         assert f"it adds column {column}" in revs[rev].suggestion
         assert "add the line `phase = \"expand\"` to " in revs[rev].suggestion
+    # those it cannot render offline: suggested from what they ran on the ephemeral database
+    for rev, phase, why in (("3c2384c5aae1", "migrate", "it updates services"),
+                            ("4621fec11365", "expand", "it adds column group_role_map."),
+                            ("afd65840b69e", "expand", "it adds column oauth_codes.")):
+        assert revs[rev].suggested_phase == phase, revs[rev].suggestion
+        assert f"the SQL it ran on the ephemeral database (none offline): {why}" in \
+            revs[rev].suggestion
 
 
 def test_jupyterhub_whole_history_replayed_from_its_0_5_schema(hub, pg_cluster):
