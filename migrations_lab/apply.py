@@ -95,6 +95,7 @@ class Runner:
         retry: RetryPolicy | None = None,
         version_table: str = "alembic_version",
         sleep: Callable[[float], None] = time.sleep,
+        ephemeral: bool = False,
     ) -> None:
         self.project = project if isinstance(project, AlembicProject) else AlembicProject(project)
         self.url = url
@@ -102,6 +103,8 @@ class Runner:
         self.retry = retry or RetryPolicy()
         self.version_table = version_table
         self._sleep = sleep
+        #: the lab's own throwaway database: its URL may be put in env.py's environment
+        self.ephemeral = ephemeral
         self.engine: Engine = make_engine(url, self.timeouts)
         self._history: History | None = None
         #: how env.py took the database: "connection", "engine" or "url" (see envrun.py)
@@ -225,7 +228,8 @@ class Runner:
     def _run(self, direction: str, target: str) -> None:
         url = reveal(self.url).render_as_string(hide_password=False)
         answer = self.project.driver.run(direction, target, url,
-                                         timeouts=self.timeouts.model_dump())
+                                         timeouts=self.timeouts.model_dump(),
+                                         ephemeral=self.ephemeral)
         self.convention = answer.get("convention")
         #: the statements the last command ran through the lab's connection (or engine)
         self.last_statements = list(answer.get("statements") or [])

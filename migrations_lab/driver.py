@@ -45,8 +45,9 @@ class InProcess:
         return self.runner.render(revision, down_revision)
 
     def run(self, direction: str, target: str, url: str,
-            timeouts: dict[str, int] | None = None) -> dict[str, Any]:
-        return self.runner.run(direction, target, url, timeouts)
+            timeouts: dict[str, int] | None = None, ephemeral: bool = False) -> dict[str, Any]:
+        # a real database's URL never enters this process's environment (other threads)
+        return self.runner.run(direction, target, url, timeouts, expose_url=ephemeral)
 
     def close(self) -> None:
         return None
@@ -122,7 +123,8 @@ class ReleaseInterpreter:
         return str(self._call("render", revision=revision, down_revision=down_revision))
 
     def run(self, direction: str, target: str, url: str,
-            timeouts: dict[str, int] | None = None) -> dict[str, Any]:
+            timeouts: dict[str, int] | None = None, ephemeral: bool = False) -> dict[str, Any]:
+        # the worker's environment is its own: the variables are always set there
         return dict(self._call("run", direction=direction, target=target, url=url,
                                timeouts=timeouts))
 

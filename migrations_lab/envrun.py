@@ -12,7 +12,9 @@ How the database reaches env.py (all at once, for every command):
   and the runner keeps that convention for the next commands;
 - ``sqlalchemy.url`` (in memory, never written to the ini) and ``config.attributes["url"]``;
 - the environment variables named in ``url_env`` (``DATABASE_URL`` and friends), set for the
-  duration of the command, so an env.py that reads one never reaches another database;
+  duration of the command, so an env.py that reads one never reaches another database (for
+  the lab's ephemeral databases, and always in the release's interpreter, whose environment
+  is its own; the apply runner on a real database in the lab's own interpreter leaves them);
 - ``PGOPTIONS`` carries ``lock_timeout`` / ``statement_timeout``, so even an engine env.py
   builds itself gets them (libpq reads it).
 
@@ -140,8 +142,8 @@ class EnvRunner:
         cfg.attributes["migrations_lab"] = True
         return cfg
 
-    def _env_vars(self, url: str) -> dict[str, str]:
-        values = dict.fromkeys(self.url_env, url)
+    def _env_vars(self, url: str, expose_url: bool = True) -> dict[str, str]:
+        values = dict.fromkeys(self.url_env, url) if expose_url else {}
         values["PGOPTIONS"] = (f"-c lock_timeout={int(self.timeouts.get('lock_timeout_ms', 2000))}"
                                f" -c statement_timeout="
                                f"{int(self.timeouts.get('statement_timeout_ms', 60000))}")
@@ -194,8 +196,12 @@ class EnvRunner:
         return buffer.getvalue()
 
     def run(self, direction: str, target: str, url: str,
-            timeouts: dict[str, int] | None = None) -> dict[str, Any]:
-        """Upgrade or downgrade the database at ``url`` to ``target``."""
+            timeouts: dict[str, int] | None = None, expose_url: bool = True) -> dict[str, Any]:
+        """Upgrade or downgrade the database at ``url`` to ``target``.
+
+        ``expose_url=False``: the ``url_env`` variables are left as they are (in the lab's own
+        interpreter, for a real database: its URL holds a password, and other threads of the
+        process would see the environment)."""
         from alembic import command
         from sqlalchemy import create_engine, event
         from sqlalchemy.pool import NullPool
@@ -215,7 +221,7 @@ class EnvRunner:
 
         used: list[str] = []  # the statements env.py ran on what the lab handed over
         try:
-            with _environment(self._env_vars(url)):
+            with _environment(self._env_vars(url, expose_url)):
                 if self.convention != ENGINE:
                     try:
                         self._on_connection(fn, engine, url, target, used)

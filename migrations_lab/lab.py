@@ -223,7 +223,7 @@ def _compat(project: AlembicProject, plan: Any, pg: PostgresCluster, config: Com
     for job in plan_jobs(plan, config):
         with pg.database() as db:
             try:
-                with Runner(project, db.url, timeouts=timeouts) as runner:
+                with Runner(project, db.url, timeouts=timeouts, ephemeral=True) as runner:
                     runner.upgrade(job.revision or "base")
             except LabError as exc:
                 results.append(CompatResult(

@@ -93,8 +93,9 @@ def round_trip(
     (e.g. an env.py that ignores the lab's connection) go to ``project_findings`` if given."""
     results: dict[str, RoundTrip] = {}
     pairs = plan.replaced_pairs()
+    options = {"ephemeral": True, **(runner_options or {})}
     with Runner(project, url, timeouts=timeouts, retry=retry or RetryPolicy(attempts=1),
-                version_table=version_table, **(runner_options or {})) as runner:  # type: ignore[arg-type]
+                version_table=version_table, **options) as runner:  # type: ignore[arg-type]
         blocked: str | None = None
         if base_schema:
             _base_schema(runner, url, base_schema)

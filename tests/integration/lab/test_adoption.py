@@ -132,3 +132,20 @@ def test_python_without_alembic_is_refused_with_the_fix(tmp_path, capsys):
 
     assert main(["check", str(ENVPY / "connection"), "--python", str(tmp_path / "nope")]) == 2
     assert "is not an executable interpreter" in capsys.readouterr().err
+
+
+def test_apply_to_a_real_database_keeps_its_url_out_of_the_environment(db, monkeypatch):
+    """In the lab's own interpreter, applying to a real database never puts its URL (with the
+    password) into os.environ, where other threads and their children would see it: an env.py
+    that reads DATABASE_URL gets the process's own value, and the lab says it cannot drive it."""
+    from prefect_delivery.migrations_lab import MigrationFailed, apply_pending
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/not_the_lab")
+    with pytest.raises(MigrationFailed) as err:
+        apply_pending(ENVPY / "env_var", db.url)
+    assert "the lab cannot drive this env.py" in str(err.value)
+    # env.py reached the process's own DATABASE_URL (nothing listens on port 1)
+    assert "OperationalError" in str(err.value) and "port 1 failed" in str(err.value)
+    # the cookbook convention applies fine
+    result = apply_pending(ENVPY / "connection", db.url)
+    assert result.to_revision == "0002"
