@@ -101,6 +101,10 @@ def test_baseline_in_delivery_toml_and_cli_since(pg_cluster, tmp_path, capsys):
     assert "since: 0002 (2 revisions only upgraded)" in out
     assert "0003  migrate" in out and "0004  contract" in out
     assert "0001_create_users" not in out  # upgraded on the way, nothing to say
+    # 0004's SET NOT NULL is safe because 0003 validated a CHECK: that still counts when
+    # 0003 itself is not judged
+    assert main(["check", str(good), "--since", "0003", "--no-roundtrip"]) == 0, \
+        capsys.readouterr().out
 
 
 def test_bad_adoption_settings_are_one_message_and_exit_2(tmp_path, capsys):
