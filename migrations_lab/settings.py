@@ -172,7 +172,7 @@ def load_settings(ini_path: Path, **overrides: Any) -> LabSettings:
 
 def resolve_python(value: str, where: str) -> str:
     """An interpreter path from ``python`` (an interpreter or a virtualenv folder)."""
-    p = Path(value).expanduser()
+    p = Path(os.path.abspath(Path(value).expanduser()))  # absolute, symlinks kept (a venv)
     if p.is_dir():
         for candidate in (p / "bin" / "python", p / "Scripts" / "python.exe"):
             if candidate.is_file():

@@ -125,6 +125,20 @@ def test_bad_adoption_settings_are_one_message_and_exit_2(tmp_path, capsys):
     assert "--since: '77' is not a revision" in capsys.readouterr().err
 
 
+def test_hello_service_in_a_release_interpreter_named_relatively(monkeypatch, capsys):
+    """--python as a user types it (relative to the working directory): env.py (which imports
+    migrations_lab.apply_timeouts) runs in that interpreter's subprocess."""
+    repo = Path(__file__).resolve().parents[3]
+    monkeypatch.chdir(repo)
+    venv = Path(sys.prefix).relative_to(repo) if Path(sys.prefix).is_relative_to(repo) \
+        else Path(sys.prefix)
+    code = main(["check", "examples/hello-service", "--python", str(venv)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"env.py runs in: {repo / venv}/bin/python" in out
+    assert out.count("round trip: passed") == 4
+
+
 def test_python_without_alembic_is_refused_with_the_fix(tmp_path, capsys):
     venv = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
