@@ -130,3 +130,15 @@ def test_jupyterhub_whole_history_replayed_from_its_0_5_schema(hub, pg_cluster):
     assert after and all(r.roundtrip.status == "skipped" for r in after)
     assert {f.rule for r in after for f in r.findings if f.failing} >= {"not-reached"}
     assert not report.ok
+
+
+def test_without_the_release_interpreter_the_lab_says_to_name_it(hub, capsys):
+    from prefect_delivery.migrations_lab.cli import main
+
+    root, _, alembic_dir = hub
+    ini = adoption_ini(root / "no-python", alembic_dir, {})
+    assert main(["check", str(ini), "--no-roundtrip"]) == 2
+    err = capsys.readouterr().err
+    assert "Alembic cannot read the revisions (in the lab's interpreter" in err
+    assert "ModuleNotFoundError: No module named 'jupyterhub'" in err
+    assert "run the lab with the release's interpreter (--python PATH" in err
