@@ -11,6 +11,11 @@ Entry points:
 - :func:`apply_timeouts` -- for a project's env.py; :func:`batched_backfill` -- for revisions
 - :func:`ephemeral_postgres`, :class:`LocalPostgres`, :class:`DockerPostgres` -- throwaway
   PostgreSQL
+- :func:`load_settings` -- a project's lab settings (baseline, url_env, python, schemas);
+  :func:`suggest_phase` -- the phase a revision's SQL suggests
+
+Adoption (:mod:`.settings`, :mod:`.baseline`, :mod:`.suggest`) and how env.py is driven, in
+this interpreter or the release's (:mod:`.envrun`, :mod:`.driver`).
 """
 
 from prefect_delivery.migrations_lab.apply import (
@@ -53,6 +58,8 @@ from prefect_delivery.migrations_lab.postgres import (
 )
 from prefect_delivery.migrations_lab.project import AlembicProject
 from prefect_delivery.migrations_lab.report import LabReport, RevisionReport, format_report
+from prefect_delivery.migrations_lab.settings import LabSettings, load_settings
+from prefect_delivery.migrations_lab.suggest import Suggestion, suggest_phase
 
 
 def __getattr__(name: str) -> object:
@@ -77,6 +84,7 @@ __all__ = [
     "LabConfigError",
     "LabError",
     "LabReport",
+    "LabSettings",
     "LocalPostgres",
     "MigrationFailed",
     "PhasePlan",
@@ -88,6 +96,7 @@ __all__ = [
     "RevisionReport",
     "Runner",
     "StepResult",
+    "Suggestion",
     "SuiteResult",
     "TimeoutSettings",
     "VersionMismatch",
@@ -100,9 +109,11 @@ __all__ = [
     "ephemeral_postgres",
     "format_report",
     "lint_sql",
+    "load_settings",
     "make_cluster",
     "pending_revisions",
     "read_plan",
     "revision_info",
     "run_suite",
+    "suggest_phase",
 ]

@@ -21,14 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from alembic import command
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from pydantic import BaseModel, Field
-from sqlalchemy import event, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect, make_engine
+from prefect_delivery.migrations_lab.envrun import HOW_TO_DRIVE, URL, StepFailed, describe
 from prefect_delivery.migrations_lab.errors import (
     LabConfigError,
     LabError,
@@ -36,15 +34,18 @@ from prefect_delivery.migrations_lab.errors import (
     VersionMismatch,
 )
 from prefect_delivery.migrations_lab.findings import short
-from prefect_delivery.migrations_lab.project import AlembicProject, host_logging_kept
-from prefect_delivery.migrations_lab.urls import UrlLike, mask, scrub
+from prefect_delivery.migrations_lab.history import History
+from prefect_delivery.migrations_lab.project import AlembicProject
+from prefect_delivery.migrations_lab.urls import UrlLike, mask, reveal, scrub
 
 log = logging.getLogger("migrations_lab.apply")
 
 LOCK_NOT_AVAILABLE = "55P03"
 ENV_IGNORES_CONNECTION = (
-    "env.py does not run migrations on config.attributes['connection'], so the runner's "
-    "lock_timeout/statement_timeout are not applied to them. Fix: in env.py use "
+    "env.py does not run migrations on config.attributes['connection']: it opens its own "
+    "connection from the URL (sqlalchemy.url or an environment variable the lab set), so the "
+    "runner's lock_timeout/statement_timeout reach it only through PGOPTIONS, which only "
+    "libpq drivers (psycopg, psycopg2) read. Fix: in env.py use "
     "`config.attributes.get('connection')` when set (Alembic cookbook), or call "
     "migrations_lab.apply_timeouts(connection) on the connection it opens."
 )
@@ -94,6 +95,7 @@ class Runner:
         retry: RetryPolicy | None = None,
         version_table: str = "alembic_version",
         sleep: Callable[[float], None] = time.sleep,
+        ephemeral: bool = False,
     ) -> None:
         self.project = project if isinstance(project, AlembicProject) else AlembicProject(project)
         self.url = url
@@ -101,8 +103,13 @@ class Runner:
         self.retry = retry or RetryPolicy()
         self.version_table = version_table
         self._sleep = sleep
+        #: the lab's own throwaway database: its URL may be put in env.py's environment
+        self.ephemeral = ephemeral
         self.engine: Engine = make_engine(url, self.timeouts)
-        self._scripts: ScriptDirectory | None = None
+        self._history: History | None = None
+        #: how env.py took the database: "connection", "engine" or "url" (see envrun.py)
+        self.convention: str | None = None
+        self.last_statements: list[str] = []
         #: set when env.py ran the migrations on a connection of its own
         self.env_ignores_connection = False
 
@@ -116,10 +123,10 @@ class Runner:
         self.close()
 
     @property
-    def scripts(self) -> ScriptDirectory:
-        if self._scripts is None:
-            self._scripts = self.project.script_directory()
-        return self._scripts
+    def history(self) -> History:
+        if self._history is None:
+            self._history = History(self.project)
+        return self._history
 
     # -- reading ------------------------------------------------------------------------
     def current(self) -> str | None:
@@ -130,35 +137,22 @@ class Runner:
     def resolve(self, target: str) -> str | None:
         if target == "base":
             return None
-        try:
-            if target == "head":
-                head = self.scripts.get_current_head()
-                if head is None:
-                    raise LabConfigError(str(self.project.ini_path), "has no revisions.")
-                return head
-            rev = self.scripts.get_revision(target)
-        except CommandError as exc:
-            raise LabConfigError(
-                f"target revision {target!r}", f"cannot be resolved: {exc}.",
-                "use 'head', 'base' or a revision id from `alembic history`",
-            ) from None
+        if target == "head":
+            head = self.history.head()
+            if head is None:
+                raise LabConfigError(str(self.project.ini_path), "has no revisions.")
+            return head
+        rev = self.history.get(target)
         if rev is None:
-            raise LabConfigError(f"target revision {target!r}", "is not in the project.")
+            raise LabConfigError(f"target revision {target!r}", "is not in the project.",
+                                 "use 'head', 'base' or a revision id from `alembic history`")
         return rev.revision
 
     def path(self, lower: str | None, upper: str | None) -> list[str]:
         """Revisions after ``lower`` up to and including ``upper``, oldest first."""
         if upper is None or upper == lower:
             return []
-        try:
-            revs = list(self.scripts.iterate_revisions(upper, lower or "base"))
-        except CommandError as exc:
-            raise LabConfigError(
-                f"revisions {lower or 'base'} -> {upper}",
-                f"are not on one line of the history: {exc}.",
-                "pick a target that descends from the database's current revision",
-            ) from None
-        return [r.revision for r in reversed(revs)]
+        return list(reversed(self.history.between(upper, lower)))
 
     def pending(self, target: str = "head") -> list[str]:
         """Revisions an upgrade to ``target`` runs, oldest first."""
@@ -181,11 +175,7 @@ class Runner:
     def _known(self, revision: str | None) -> None:
         if revision is None:
             return
-        try:
-            found = self.scripts.get_revision(revision)
-        except CommandError:
-            found = None
-        if found is None:
+        if revision not in self.history.by_rev:
             raise LabConfigError(
                 f"database {mask(self.url)}",
                 f"is at revision {revision}, which this project does not contain.",
@@ -215,8 +205,8 @@ class Runner:
 
     def step(self, revision: str, direction: Literal["upgrade", "downgrade"]) -> StepResult:
         """Upgrade to ``revision`` from its parent, or downgrade it to its parent."""
-        script = self.scripts.get_revision(revision)
-        parent = script.down_revision if isinstance(script.down_revision, str) else None
+        script = self.history.by_rev[revision]
+        parent = script.down_revision
         before, after = (parent, revision) if direction == "upgrade" else (revision, parent)
         relpath = self.project.relpath(Path(script.path))
         started = time.monotonic()
@@ -236,31 +226,16 @@ class Runner:
         )
 
     def _run(self, direction: str, target: str) -> None:
-        with connect(self.engine, self.url) as conn:
-            cfg = self.project.config(url=self.url, connection=conn)
-            used: list[object] = []
-
-            def count(*_args: object) -> None:
-                used.append(None)
-
-            event.listen(conn, "before_cursor_execute", count)
-            try:
-                with host_logging_kept():
-                    if direction == "upgrade":
-                        command.upgrade(cfg, target)
-                    else:
-                        command.downgrade(cfg, target)
-                if conn.in_transaction():
-                    conn.commit()
-            except BaseException:
-                if conn.in_transaction():
-                    conn.rollback()
-                raise
-            finally:
-                event.remove(conn, "before_cursor_execute", count)
-            if not used and not self.env_ignores_connection:
-                self.env_ignores_connection = True
-                log.warning("%s", ENV_IGNORES_CONNECTION)
+        url = reveal(self.url).render_as_string(hide_password=False)
+        answer = self.project.driver.run(direction, target, url,
+                                         timeouts=self.timeouts.model_dump(),
+                                         ephemeral=self.ephemeral)
+        self.convention = answer.get("convention")
+        #: the statements the last command ran through the lab's connection (or engine)
+        self.last_statements = list(answer.get("statements") or [])
+        if self.convention == URL and not self.env_ignores_connection:
+            self.env_ignores_connection = True
+            log.warning("%s", ENV_IGNORES_CONNECTION)
 
     def _failed(
         self, exc: Exception, revision: str, relpath: str, direction: str,
@@ -269,8 +244,8 @@ class Runner:
         """Retry a lock timeout (returns) or raise MigrationFailed."""
         if isinstance(exc, LabError):
             raise exc
-        orig = getattr(exc, "orig", None)
-        sqlstate = getattr(orig, "sqlstate", None)
+        info = exc.info if isinstance(exc, StepFailed) else describe(exc, "", set())
+        sqlstate = info.get("sqlstate")
         at = self.current()
         if sqlstate == LOCK_NOT_AVAILABLE and at == before and attempt < self.retry.attempts:
             delay = self.retry.delay(attempt)
@@ -278,17 +253,18 @@ class Runner:
                         revision, attempt, self.retry.attempts, delay)
             self._sleep(delay)
             return
-        reason = scrub(" ".join(str(orig if orig is not None else exc).split()), self.url)
-        reason = reason.split(" [SQL:")[0]
-        statement = getattr(exc, "statement", None)
-        line = _line_in(exc, Path(self.scripts.get_revision(revision).path))
+        reason = scrub(str(info.get("message", "")), self.url).split(" [SQL:")[0]
+        if info.get("in_env"):
+            raise self._undrivable(info, reason, direction, revision)
+        statement = info.get("statement")
+        line = info.get("revision_line")
         where = f"revision {revision} ({relpath}{f':{line}' if line else ''})"
         problem = f"{direction} failed"
         if sqlstate:
             problem += f" [SQLSTATE {sqlstate}]"
-        problem += f": {type(orig or exc).__name__}: {reason}"
+        problem += f": {info.get('type')}: {reason}"
         if statement:
-            problem += f" -- statement: {short(str(statement))}"
+            problem += f" -- statement: {short(scrub(str(statement), self.url))}"
         if attempt > 1:
             problem += f" (after {attempt} attempts)"
         if at == before:
@@ -305,8 +281,26 @@ class Runner:
             revision=revision, at_revision=at, sqlstate=sqlstate,
         ) from exc
 
+    def _undrivable(self, info: dict[str, object], reason: str, direction: str,
+                    revision: str) -> MigrationFailed:
+        env_py = f"{self.project.relpath(Path(self.project.script_location) / 'env.py')}"
+        line = info.get("env_line")
+        names = ", ".join(self.project.url_env)
+        return MigrationFailed(
+            f"{env_py}{f':{line}' if line else ''}",
+            f"the lab cannot drive this env.py: it raised {info.get('type')}: {reason} before "
+            f"any revision ran ({direction} to {revision}). "
+            + HOW_TO_DRIVE.format(names=names) + ".",
+            "make env.py take the database from one of these (the Alembic cookbook: use "
+            "config.attributes.get('connection') when it is set), or name the environment "
+            "variable it reads in the lab settings (`url_env` in alembic.ini [migrations_lab] "
+            "or delivery.toml [lab]); if it imports the project's packages, run the lab with "
+            "the release's interpreter (--python PATH)",
+            revision=revision, at_revision=self.current(), sqlstate=None,
+        )
+
     def _uses_autocommit(self, revision: str) -> bool:
-        script = self.scripts.get_revision(revision)
+        script = self.history.by_rev[revision]
         try:
             return "autocommit_block" in Path(script.path).read_text()
         except OSError:
@@ -319,22 +313,11 @@ class Runner:
                 f"revision {revision} ({relpath})",
                 f"after the {direction}, {self.version_table} holds {at or 'nothing'}, "
                 f"expected {expected or 'nothing (base)'}.",
-                "make env.py run migrations on config.attributes['connection'] when it is "
-                "set (Alembic cookbook: 'Sharing a Connection across one or more programmatic "
+                "make env.py run migrations on the database the lab hands over. "
+                + HOW_TO_DRIVE.format(names=", ".join(self.project.url_env))
+                + " (Alembic cookbook: 'Sharing a Connection across one or more programmatic "
                 "migration commands')",
             )
-
-
-def _line_in(exc: BaseException, path: Path) -> int | None:
-    """The last line of the revision file in the traceback (where upgrade() failed)."""
-    line = None
-    tb = exc.__traceback__
-    target = path.resolve()
-    while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename).resolve() == target:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
 
 
 def _fix_for(sqlstate: str | None, direction: str) -> str:

@@ -1,4 +1,5 @@
-"""``lab check PATH [--json] [--provider local|docker]``.
+"""``lab check PATH [--json] [--provider local|docker] [--since REV] [--baseline REV]
+[--python PATH] [--url-env NAME]``.
 
 PATH is an Alembic project's folder, its ``alembic.ini``, or a folder with exactly one
 ``alembic.ini`` below it (``delivery lab check examples/hello-service``).
@@ -47,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lock-timeout-ms", type=int, default=2000)
     c.add_argument("--statement-timeout-ms", type=int, default=60000)
     c.add_argument("--no-roundtrip", action="store_true", help="plan and lint only (no DB)")
+    c.add_argument("--since", default=None, metavar="REV",
+                   help="judge only the revisions after REV (they are upgraded to on the way)")
+    c.add_argument("--baseline", default=None, metavar="REV",
+                   help="revisions up to REV are history: round-tripped, phases and lint not "
+                        "judged (default: `baseline` in the lab settings)")
+    c.add_argument("--python", default=None, metavar="PATH",
+                   help="the release's interpreter or virtualenv: env.py runs there, with the "
+                        "release's own dependencies (default: `python` in the lab settings, "
+                        "else this interpreter)")
+    c.add_argument("--url-env", action="append", default=None, metavar="NAME",
+                   help="an environment variable env.py reads the database URL from "
+                        "(repeatable; replaces the default list DATABASE_URL, DB_URL, ...)")
     return parser
 
 
@@ -99,6 +112,10 @@ def _check(args: argparse.Namespace) -> int:
             timeouts=TimeoutSettings(lock_timeout_ms=args.lock_timeout_ms,
                                      statement_timeout_ms=args.statement_timeout_ms),
             roundtrip=not args.no_roundtrip,
+            baseline=args.baseline,
+            since=args.since,
+            python=args.python,
+            url_env=args.url_env,
         )
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)

@@ -463,11 +463,26 @@ def _waiver_finding(info: RevisionInfo, rule: str, key: str, text: str,
     )
 
 
-def lint_project(project: AlembicProject, plan: PhasePlan) -> dict[str, list[Finding]]:
-    """Render and lint every revision, base first (the history must be linear)."""
+def lint_project(
+    project: AlembicProject,
+    plan: PhasePlan,
+    *,
+    only: set[str] | None = None,
+    sql_out: dict[str, str] | None = None,
+) -> dict[str, list[Finding]]:
+    """Render and lint every revision (or those in ``only``), base first (the history must
+    be linear). ``sql_out`` receives each rendered revision's SQL."""
     state = LintState()
     results: dict[str, list[Finding]] = {}
     for info in plan.revisions:
+        if only is not None and info.revision not in only:
+            # not judged, but what it validated still counts for later revisions
+            try:
+                lint_sql(render_upgrade(project, info.revision, info.down_revision), info,
+                         state)
+            except LabConfigError:
+                pass
+            continue
         try:
             sql = render_upgrade(project, info.revision, info.down_revision)
         except LabConfigError as exc:
@@ -475,5 +490,7 @@ def lint_project(project: AlembicProject, plan: PhasePlan) -> dict[str, list[Fin
             f.message = str(exc)
             results[info.revision] = apply_waivers([f], info)
             continue
+        if sql_out is not None:
+            sql_out[info.revision] = sql
         results[info.revision] = lint_sql(sql, info, state)
     return results

@@ -7,28 +7,21 @@ dummy PostgreSQL URL, so the postgresql dialect renders the statements.
 
 from __future__ import annotations
 
-import io
-
-from alembic import command
-
+from prefect_delivery.migrations_lab.envrun import StepFailed
 from prefect_delivery.migrations_lab.errors import LabConfigError
-from prefect_delivery.migrations_lab.project import AlembicProject, host_logging_kept
+from prefect_delivery.migrations_lab.project import AlembicProject
 
 
 def render_upgrade(project: AlembicProject, revision: str, down_revision: str | None) -> str:
     """The SQL Alembic would run to upgrade ``down_revision`` -> ``revision``."""
-    buffer = io.StringIO()
-    cfg = project.config(buffer=buffer)
-    rng = f"{down_revision}:{revision}" if down_revision else revision
     try:
-        with host_logging_kept():
-            command.upgrade(cfg, rng, sql=True)
-    except Exception as exc:  # a revision's own code failed; report, do not crash the lab
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return project.driver.render(revision, down_revision)
+    except StepFailed as exc:  # a revision's own code failed; report, do not crash the lab
+        first = str(exc.info.get("message", "")).strip()[:200]
+        line = exc.info.get("revision_line") or exc.info.get("env_line")
         raise LabConfigError(
-            f"revision {revision}",
-            f"cannot render its upgrade SQL offline ({type(exc).__name__}: {first}).",
+            f"revision {revision}" + (f" (line {line})" if line else ""),
+            f"cannot render its upgrade SQL offline ({exc.info.get('type')}: {first}).",
             "guard online-only code with `if not op.get_context().as_sql:` (or use "
             "migrations_lab.batched_backfill, which renders offline)",
-        ) from exc
-    return buffer.getvalue()
+        ) from None

@@ -18,15 +18,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from alembic.config import Config
-from alembic.script import Script, ScriptDirectory
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
+from prefect_delivery.migrations_lab.driver import Driver, InProcess, ReleaseInterpreter
+from prefect_delivery.migrations_lab.envrun import StepFailed
 from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.settings import DEFAULT_URL_ENV
 from prefect_delivery.migrations_lab.urls import UrlLike, reveal
 
 #: The URL handed to env.py when rendering SQL offline; it is never connected to.
@@ -55,7 +58,8 @@ class RevisionScript:
     revision: str
     down_revisions: tuple[str, ...]
     path: Path
-    module: ModuleType
+    #: the revision's declarations (phase, release, drops, replaces, waivers) and __doc__
+    module: ModuleType | SimpleNamespace
 
     @property
     def down_revision(self) -> str | None:
@@ -72,7 +76,9 @@ class RevisionScript:
 class AlembicProject:
     """An Alembic project: a folder holding ``alembic.ini``, or the ini file itself."""
 
-    def __init__(self, path: str | os.PathLike[str], *, ini_section: str = "alembic"):
+    def __init__(self, path: str | os.PathLike[str], *, ini_section: str = "alembic",
+                 python: str | None = None, url_env: list[str] | None = None,
+                 timeouts: dict[str, int] | None = None):
         p = Path(path).expanduser()
         if p.is_dir():
             ini = p / "alembic.ini"
@@ -92,6 +98,32 @@ class AlembicProject:
         self.root = self.ini_path.parent
         self.ini_section = ini_section
         self._script_location = self._resolve_script_location()
+        #: the release's interpreter that runs env.py (None: this one), see driver.py
+        self.python = python
+        self.url_env = list(url_env) if url_env is not None else list(DEFAULT_URL_ENV)
+        self.timeouts = dict(timeouts or {})
+        self._driver: Driver | None = None
+        self._scripts: tuple[list[RevisionScript], list[str]] | None = None
+
+    @property
+    def script_location(self) -> str:
+        return self._script_location
+
+    @property
+    def driver(self) -> Driver:
+        """Runs env.py: in this interpreter, or in the release's (``python``)."""
+        if self._driver is None:
+            setup = {"ini_path": str(self.ini_path), "ini_section": self.ini_section,
+                     "script_location": self._script_location, "url_env": self.url_env,
+                     "timeouts": self.timeouts, "offline_url": OFFLINE_URL}
+            self._driver = (ReleaseInterpreter(self.python, setup, self.root) if self.python
+                            else InProcess(setup))
+        return self._driver
+
+    def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
 
     def __repr__(self) -> str:
         return f"AlembicProject({str(self.ini_path)!r})"
@@ -152,21 +184,34 @@ class AlembicProject:
             ) from None
 
     # -- revisions -----------------------------------------------------------------------
+    def _load(self) -> tuple[list[RevisionScript], list[str]]:
+        if self._scripts is None:
+            try:
+                data = self.driver.scripts()
+            except StepFailed as exc:
+                where = (f" (in the interpreter {self.python})" if self.python else
+                         " (in the lab's interpreter; name the release's with --python)")
+                raise LabConfigError(
+                    f"{self.ini_path}",
+                    f"Alembic cannot read the revisions{where}: {exc.info.get('type')}: "
+                    f"{exc.info.get('message')}",
+                    "fix the revision files (alembic history must work); if they import the "
+                    "project's packages, run the lab with the release's interpreter "
+                    "(--python PATH or `python` in the lab settings)",
+                ) from None
+            scripts = [RevisionScript(
+                revision=d["revision"], down_revisions=tuple(d["down_revisions"]),
+                path=Path(d["path"]), module=SimpleNamespace(__doc__=d["doc"], **d["attrs"]),
+            ) for d in data["revisions"]]
+            self._scripts = (scripts, list(data["heads"]))
+        return self._scripts
+
     def scripts(self) -> list[RevisionScript]:
         """All revisions, base first (topological order)."""
-        sd = self.script_directory()
-        try:
-            walked: list[Script] = list(sd.walk_revisions("base", "heads"))
-        except CommandError as exc:
-            raise LabConfigError(
-                f"{self.ini_path}", f"Alembic cannot walk the revision history: {exc}",
-                "fix down_revision links (alembic history must work)",
-            ) from None
-        walked.reverse()
-        return [_wrap(s) for s in walked]
+        return list(self._load()[0])
 
     def heads(self) -> list[str]:
-        return list(self.script_directory().get_heads())
+        return list(self._load()[1])
 
     def relpath(self, path: Path) -> str:
         try:
@@ -200,20 +245,3 @@ def find_alembic_ini(root: str | os.PathLike[str]) -> Path | None:
             "pass the one to check (its folder or its alembic.ini)",
         )
     return found[0] if found else None
-
-
-def _wrap(script: Script) -> RevisionScript:
-    down = script.down_revision
-    downs: tuple[str, ...]
-    if down is None:
-        downs = ()
-    elif isinstance(down, str):
-        downs = (down,)
-    else:
-        downs = tuple(down)
-    return RevisionScript(
-        revision=script.revision,
-        down_revisions=downs,
-        path=Path(script.path),
-        module=script.module,
-    )

@@ -18,6 +18,13 @@ class RevisionReport(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     linted: bool = False
     roundtrip: RoundTrip | None = None
+    #: "full"; "history" (up to the baseline: round-tripped, phases and lint not judged);
+    #: "upgraded" (up to --since: only upgraded on the way)
+    judged: str = "full"
+    #: plan findings not judged because the revision is history
+    unjudged: int = 0
+    suggested_phase: str | None = None
+    suggestion: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -29,6 +36,9 @@ class RevisionReport(BaseModel):
 class LabReport(BaseModel):
     project: str
     provider: str | None = None
+    python: str | None = None
+    baseline: str | None = None
+    since: str | None = None
     seconds: float = 0.0
     findings: list[Finding] = Field(default_factory=list)  # not tied to one revision
     revisions: list[RevisionReport] = Field(default_factory=list)
@@ -74,19 +84,57 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def _roundtrip_lines(out: list[str], r: RevisionReport) -> None:
+    if r.roundtrip is None:
+        return
+    steps = " ".join(f"{s.name}:{'ok' if s.ok else 'FAILED'}" for s in r.roundtrip.steps)
+    out.append(f"    round trip: {r.roundtrip.status}" + (f" ({steps})" if steps else ""))
+    for note in r.roundtrip.notes:
+        out.append(f"    note: {note}")
+
+
 def format_report(report: LabReport) -> str:
     """Human-readable, one block per revision."""
     out = [f"migrations lab: {report.project}"
            + (f" (provider {report.provider}, {report.seconds:.1f}s)" if report.provider else "")]
+    if report.python:
+        out.append(f"env.py runs in: {report.python}")
     releases = list(dict.fromkeys(r.release for r in report.revisions))
     out.append(f"plan: {_n(len(report.revisions), 'revision')} in "
                f"{_n(len(releases), 'release')}")
+    history = [r for r in report.revisions if r.judged == "history"]
+    upgraded = [r for r in report.revisions if r.judged == "upgraded"]
+    if report.baseline:
+        replayed = any(r.roundtrip and r.roundtrip.status != "skipped" for r in history)
+        how = ("round-tripped" if replayed or not report.provider else
+               "not replayed, the database starts from baseline_schema")
+        out.append(f"baseline: {report.baseline} ({_n(len(history), 'revision')} of history: "
+                   f"{how}; phases and lint not judged)")
+    if report.since:
+        out.append(f"since: {report.since} ({_n(len(upgraded), 'revision')} only upgraded)")
     for f in report.findings:
         out.extend(_finding_lines(f, "  "))
     for r in report.revisions:
         verdict = "ok" if r.ok else "FAIL"
-        out.append("")
-        out.append(f"{r.revision}  {r.phase or '?'}  release {r.release}  {r.path}  {verdict}")
+        if r.judged == "upgraded" and r.ok:
+            continue
+        compact = r.judged == "history" and r.ok and not r.findings
+        if not (compact and out and out[-1].endswith(")") and "[history]" in out[-1]):
+            out.append("")
+        label = r.phase or "?"
+        if r.judged != "full":
+            label = f"{r.phase or '-'}  [{r.judged}]"
+        out.append(f"{r.revision}  {label}  release {r.release}  {r.path}  {verdict}")
+        if r.judged == "history" and r.ok and not r.findings:
+            rt = r.roundtrip.status if r.roundtrip else "not run"
+            out[-1] += f"  (round trip: {'not replayed' if rt == 'skipped' else rt})"
+            continue
+        if r.judged == "history":
+            out.append("    lint: not judged (history)")
+            _roundtrip_lines(out, r)
+            for f in r.findings:
+                out.extend(_finding_lines(f))
+            continue
         lint = [f for f in r.findings if f.check == "lint"]
         shown = [f for f in r.findings if f.check != "lint" or f.waived is None]
         waived = [f for f in lint if f.waived is not None]
@@ -94,11 +142,9 @@ def format_report(report: LabReport) -> str:
             out.append("    lint: not run")
         elif not [f for f in lint if f.waived is None]:
             out.append("    lint: clean" + (f" ({len(waived)} waived)" if waived else ""))
-        if r.roundtrip is not None:
-            steps = " ".join(f"{s.name}:{'ok' if s.ok else 'FAILED'}" for s in r.roundtrip.steps)
-            out.append(f"    round trip: {r.roundtrip.status}" + (f" ({steps})" if steps else ""))
-            for note in r.roundtrip.notes:
-                out.append(f"    note: {note}")
+        _roundtrip_lines(out, r)
+        if r.suggestion and not any(f.rule == "missing-phase" for f in r.findings):
+            out.append(f"    suggested phase: {r.suggestion}")
         for f in shown:
             out.extend(_finding_lines(f))
         for f in waived:

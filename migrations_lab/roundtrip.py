@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from prefect_delivery.migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect
-from prefect_delivery.migrations_lab.errors import LabError
+from prefect_delivery.migrations_lab.errors import LabConfigError, LabError
 from prefect_delivery.migrations_lab.findings import Finding
 from prefect_delivery.migrations_lab.phases import PhasePlan, RevisionInfo, targets
 from prefect_delivery.migrations_lab.project import AlembicProject
@@ -39,7 +39,7 @@ from prefect_delivery.migrations_lab.snapshot import (
 )
 from prefect_delivery.migrations_lab.urls import UrlLike
 
-Status = Literal["passed", "failed", "skipped"]
+Status = Literal["passed", "failed", "skipped", "upgraded"]
 
 
 class Step(BaseModel):
@@ -55,6 +55,9 @@ class RoundTrip(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    #: what the first upgrade ran on the database (for a suggested phase when the revision
+    #: cannot render offline)
+    upgrade_sql: list[str] = Field(default_factory=list)
 
 
 _PROMISE = {
@@ -76,27 +79,56 @@ def round_trip(
     retry: RetryPolicy | None = None,
     version_table: str = "alembic_version",
     project_findings: list[Finding] | None = None,
+    upgrade_only: set[str] | frozenset[str] = frozenset(),
+    base_schema: str | None = None,
+    start: tuple[str, str] | None = None,
+    runner_options: dict[str, object] | None = None,
 ) -> dict[str, RoundTrip]:
     """Round-trip every revision of a linear plan on the (empty) database at ``url``.
 
-    Findings about the project as a whole (e.g. an env.py that ignores the lab's connection)
-    are appended to ``project_findings`` when given."""
+    Revisions in ``upgrade_only`` (``--since``) are upgraded on the way, not round-tripped.
+    ``base_schema``: SQL run on the empty database first (the schema the first revision
+    expects). ``start``: (revision, SQL): the database starts from that schema stamped at that
+    revision; the revisions up to it are not replayed. Findings about the project as a whole
+    (e.g. an env.py that ignores the lab's connection) go to ``project_findings`` if given."""
     results: dict[str, RoundTrip] = {}
     pairs = plan.replaced_pairs()
+    options = {"ephemeral": True, **(runner_options or {})}
     with Runner(project, url, timeouts=timeouts, retry=retry or RetryPolicy(attempts=1),
-                version_table=version_table) as runner:
+                version_table=version_table, **options) as runner:  # type: ignore[arg-type]
         blocked: str | None = None
+        if base_schema:
+            _base_schema(runner, url, base_schema)
+        skip: set[str] = set()
+        if start is not None:
+            skip = _start_at(runner, url, plan, start, version_table)
         for info in plan.revisions:
+            if info.revision in skip:
+                results[info.revision] = RoundTrip(
+                    revision=info.revision, status="skipped",
+                    notes=[f"not replayed: the database starts from baseline_schema at "
+                           f"{start[0] if start else ''}"],
+                )
+                continue
             if blocked:
                 results[info.revision] = RoundTrip(
                     revision=info.revision, status="skipped",
                     notes=[f"not reached: revision {blocked} could not be upgraded"],
                 )
                 continue
-            rt = _one(runner, info, url, seed, pairs, version_table)
+            if info.revision in upgrade_only:
+                rt = _upgrade_only(runner, info)
+            else:
+                rt = _one(runner, info, url, seed, pairs, version_table)
             results[info.revision] = rt
             if rt.status == "failed" and runner.current() != info.revision:
-                blocked = info.revision
+                if _upgraded_once(rt):
+                    # the upgrade worked, going back (or up again) did not: rebuild the
+                    # database up to this revision so the later revisions are still judged
+                    _rebuild(runner, url, plan, info.revision, base_schema, rt, start,
+                             version_table)
+                if runner.current() != info.revision:
+                    blocked = info.revision
         if runner.env_ignores_connection and project_findings is not None:
             project_findings.append(Finding(
                 check="roundtrip", rule="env-ignores-connection", severity="warning",
@@ -104,6 +136,86 @@ def round_trip(
                 fix=ENV_IGNORES_CONNECTION.split(" Fix: ")[1],
             ))
     return results
+
+
+def _upgraded_once(rt: RoundTrip) -> bool:
+    return any(step.name == "upgrade" and step.ok for step in rt.steps)
+
+
+def _rebuild(runner: Runner, url: UrlLike, plan: PhasePlan, revision: str,
+             base_schema: str | None, rt: RoundTrip, start: tuple[str, str] | None,
+             version_table: str) -> None:
+    """Empty the database and upgrade it from base to ``revision`` (no seed data)."""
+    with connect(runner.engine, url) as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+        conn.commit()
+    if base_schema:
+        _base_schema(runner, url, base_schema)
+    skip = _start_at(runner, url, plan, start, version_table) if start else set()
+    try:
+        for info in plan.revisions:
+            if info.revision in skip:
+                continue
+            runner.step(info.revision, "upgrade")
+            if info.revision == revision:
+                break
+    except LabError as exc:
+        rt.notes.append(f"rebuilding the database up to {revision} failed: {exc.problem}")
+        return
+    rt.notes.append(f"the database was rebuilt from base up to {revision} (without seed "
+                    "data) so the later revisions are still round-tripped")
+
+
+def _start_at(runner: Runner, url: UrlLike, plan: PhasePlan, start: tuple[str, str],
+              version_table: str) -> set[str]:
+    """Load the schema at ``start[0]`` and stamp that revision; the revisions it covers."""
+    revision, sql = start
+    _base_schema(runner, url, sql, "baseline_schema")
+    with connect(runner.engine, url) as conn:
+        conn.exec_driver_sql(f'CREATE TABLE IF NOT EXISTS "{version_table}" '
+                             "(version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.exec_driver_sql(f'DELETE FROM "{version_table}"')
+        conn.exec_driver_sql(f"INSERT INTO \"{version_table}\" VALUES ('{revision}')")
+        conn.commit()
+    order = [info.revision for info in plan.revisions]
+    return set(order[: order.index(revision) + 1])
+
+
+def _base_schema(runner: Runner, url: UrlLike, sql: str, setting: str = "base_schema") -> None:
+    with connect(runner.engine, url) as conn:
+        # psql meta-commands (pg_dump 17's \\restrict) are not SQL
+        script = "\n".join(line for line in sql.splitlines() if not line.startswith("\\"))
+        try:
+            conn.exec_driver_sql(script)
+        except Exception as exc:  # the user's SQL: say where it failed
+            orig = getattr(exc, "orig", exc)
+            raise LabConfigError(
+                setting, f"the SQL failed on the empty database: "
+                f"{' '.join(str(orig).split())[:300]}",
+                f"fix the file named by the {setting} setting (a dump: pg_dump --schema-only "
+                "--no-owner --no-privileges)",
+            ) from None
+        conn.commit()
+        conn.exec_driver_sql("RESET search_path")  # pg_dump empties it for its session
+
+
+def _upgrade_only(runner: Runner, info: RevisionInfo) -> RoundTrip:
+    rt = RoundTrip(revision=info.revision, status="upgraded")
+    started = time.monotonic()
+    try:
+        runner.step(info.revision, "upgrade")
+    except LabError as exc:
+        rt.status = "failed"
+        rt.steps.append(Step(name="upgrade", ok=False, seconds=_since(started),
+                             detail=f"{exc.where}: {exc.problem}"))
+        rt.findings.append(Finding(
+            check="roundtrip", rule="upgrade-failed", revision=info.revision, path=info.path,
+            message=f"{exc.where}: {exc.problem}", fix=exc.fix,
+        ))
+        return rt
+    rt.steps.append(Step(name="upgrade", ok=True, seconds=_since(started)))
+    return rt
 
 
 def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None,
@@ -140,6 +252,7 @@ def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None
     before = snap()
     if not step("upgrade", lambda: runner.step(info.revision, "upgrade"), "upgrade-failed"):
         return rt
+    rt.upgrade_sql = list(runner.last_statements)
     upgraded = snap()
     if not step("downgrade", lambda: runner.step(info.revision, "downgrade"),
                 "downgrade-failed"):

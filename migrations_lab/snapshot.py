@@ -67,10 +67,11 @@ def take(conn: Connection, *, exclude: tuple[str, ...] = ("alembic_version",)) -
     """Snapshot the default schema of the connection's database."""
     insp = inspect(conn)
     snap = Snapshot()
+    multi = _Multi(insp)  # one catalog query per kind for all tables, not one per table
     for table in sorted(insp.get_table_names()):
         if table in exclude:
             continue
-        snap.tables[table] = _table_schema(insp, table)
+        snap.tables[table] = _table_schema(multi, table)
         snap.data[table] = _table_data(conn, table, snap.tables[table])
     for view in sorted(insp.get_view_names()):
         snap.views[view] = " ".join((insp.get_view_definition(view) or "").split())
@@ -79,6 +80,29 @@ def take(conn: Connection, *, exclude: tuple[str, ...] = ("alembic_version",)) -
         for enum in get_enums():
             snap.enums[enum["name"]] = list(enum["labels"])
     return snap
+
+
+class _Multi:
+    """The inspector's per-table reflection answered from SQLAlchemy 2's get_multi_* calls."""
+
+    _KINDS = ("columns", "pk_constraint", "foreign_keys", "indexes", "unique_constraints",
+              "check_constraints")
+
+    def __init__(self, insp: Any):
+        self.insp = insp
+        self.cache: dict[str, dict[Any, Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        kind = name.removeprefix("get_")
+        if kind not in self._KINDS:
+            raise AttributeError(name)
+
+        def per_table(table: str) -> Any:
+            if kind not in self.cache:
+                self.cache[kind] = dict(getattr(self.insp, f"get_multi_{kind}")())
+            return self.cache[kind][(None, table)]
+
+        return per_table
 
 
 def _table_schema(insp: Any, table: str) -> TableSchema:

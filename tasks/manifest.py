@@ -96,6 +96,9 @@ class ServiceManifest(BaseModel):
     test: TestSection = Field(default_factory=TestSection)
     run: RunSection
     smoke: list[SmokeCheck] = Field(default_factory=list)
+    #: the migrations lab's settings (baseline, url_env, python, ...); validated by
+    #: migrations_lab.settings, which reads this table itself
+    lab: dict[str, Any] = Field(default_factory=dict)
 
     def run_spec(self) -> RunSpec:
         return RunSpec(
