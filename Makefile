@@ -24,10 +24,11 @@ demo: system $(STAMP)
 
 # The whole suite. Docker, PostgreSQL and browser tests skip with a reason when their
 # component is missing; `.ci/run` installs everything and makes those skips failures.
-# In parallel: each file goes to one of $(WORKERS) pytest-xdist workers (each with its own
-# Prefect server and environment names). The judge compares the new release with the stable
-# one measured in the same intervals, so a busy machine slows both sides alike.
-WORKERS ?= 3
+# WORKERS=3 runs the files in pytest-xdist workers side by side (each with its own Prefect
+# server and environment names): 38 min here instead of about 44, but on 2 cores the load
+# made the crash test time out and long deliveries fail requests, so one session is the
+# default until that holds (see the README's Tests section).
+WORKERS ?= 0
 test: system $(STAMP)
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
 

@@ -147,7 +147,7 @@ def test_revision_without_a_phase(live, cluster, store):
     assert error.__cause__.gate == "migration rehearsal"
     text = str(error)
     assert "revision 0005 (versions/0005_add_email.py) declares no phase" in text
-    assert 'Fix: add `phase = "expand"`' in text
+    assert 'add the line `phase = "expand"` to versions/0005_add_email.py' in text
     assert f"nothing was applied to {env.name}'s database" in text
     still_live(cluster, env)
 
