@@ -74,9 +74,15 @@ def reference_figures(samples: Samples | None) -> ReferenceFigures | None:
     )
 
 
-def observations(samples: Samples, start_s: float, end_s: float) -> Observations:
+def observations(
+    samples: Samples, start_s: float, end_s: float, router_latency: bool = True
+) -> Observations:
     """One interval of one group: the probes' requests one by one, the counting sources'
-    requests and errors as counts, their mean latency, the service's metrics."""
+    requests and errors as counts, their mean latency, the service's metrics.
+
+    ``router_latency`` False leaves the counting sources' mean latency out: after a cutover
+    (verification, the bake) the stable release sits at weight 0, so the router's mean would
+    compare a release under the users' load with an idle one (a false regression)."""
     if samples.error:
         return Observations.failure(samples.error, start_s=start_s, end_s=end_s)
     per_request = len(samples.codes)
@@ -92,6 +98,6 @@ def observations(samples: Samples, start_s: float, end_s: float) -> Observations
         source=samples.source,
         requests=counted,
         errors=counted_errors,
-        latency_mean_ms=samples.avg_ms,
+        latency_mean_ms=samples.avg_ms if router_latency else None,
         metrics=dict(samples.metrics),
     )

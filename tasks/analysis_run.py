@@ -288,8 +288,10 @@ def run_analysis(
         new_total = _accumulate(new_total, new_batch)
         if stable_batch is not None:
             stable_total = _accumulate(stable_total, stable_batch)
+            both_routed = policy.kind == "step"  # both sides take users' traffic
             verdict = judge.update(
-                observations(new_batch, began, ended), observations(stable_batch, began, ended)
+                observations(new_batch, began, ended, both_routed),
+                observations(stable_batch, began, ended, both_routed),
             )
         else:
             verdict = judge.update(observations(new_batch, began, ended))
