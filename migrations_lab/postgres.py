@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import glob
 import os
-import pwd
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -39,10 +36,15 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, SecretStr
 from sqlalchemy.engine import URL
 
-from prefect_delivery.migrations_lab.errors import (
-    LabConfigError,
-    PostgresNotFound,
-    PostgresStartError,
+from prefect_delivery.migrations_lab.errors import LabConfigError, PostgresStartError
+from prefect_delivery.migrations_lab.pgtools import (  # noqa: F401 - re-exported
+    PgTools,
+    ToolTimeout,
+    as_user,
+    find_bindir,
+    free_port,
+    tail,
+    unprivileged_user,
 )
 from prefect_delivery.migrations_lab.urls import mask
 
@@ -224,50 +226,7 @@ class PostgresCluster(ABC):
             self.drop_database(db.name)
 
 
-# -- local binaries ----------------------------------------------------------------------
-
-
-def find_bindir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Where initdb/pg_ctl live: explicit, ``pg_config --bindir``, Debian layout, PATH."""
-    candidates: list[Path] = []
-    if explicit:
-        candidates.append(Path(explicit))
-    if os.environ.get("MIGRATIONS_LAB_PG_BINDIR"):
-        candidates.append(Path(os.environ["MIGRATIONS_LAB_PG_BINDIR"]))
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            if out:
-                candidates.append(Path(out))
-    debian = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"),
-        key=lambda p: [int(x) for x in re.findall(r"\d+", p)] or [0],
-        reverse=True,
-    )
-    candidates.extend(Path(p) for p in debian)
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).parent)
-    for c in candidates:
-        if all((c / b).is_file() for b in ("initdb", "pg_ctl", "postgres")):
-            return c
-    raise PostgresNotFound(
-        "local PostgreSQL",
-        "initdb, pg_ctl and postgres were not found (looked at pg_config --bindir, "
-        "/usr/lib/postgresql/*/bin and PATH).",
-        "install the server package (Debian/Ubuntu: apt-get install postgresql; Fedora: "
-        "postgresql-server; macOS: brew install postgresql), set MIGRATIONS_LAB_PG_BINDIR, "
-        "or use the docker provider (--provider docker).",
-    )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# -- local binaries: migrations_lab/pgtools.py ---------------------------------------------
 
 
 class LocalPostgres(PostgresCluster):
@@ -291,6 +250,7 @@ class LocalPostgres(PostgresCluster):
         self._settings = {**FAST_SETTINGS, **(settings or {})}
         self._start_timeout_s = start_timeout_s
         self.tempdir: Path | None = None
+        self.tools: PgTools | None = None
         self.bindir: Path | None = None
         self.run_as: str | None = None
 
@@ -315,25 +275,15 @@ class LocalPostgres(PostgresCluster):
         return f"read the server log {self.logfile}"
 
     def _start_server(self) -> None:
-        self.bindir = find_bindir(self._bindir_arg)
-        self.run_as = _unprivileged_user(self._run_as_arg)
         self.tempdir = Path(tempfile.mkdtemp(prefix="migrations-lab-", dir=self._base_dir))
-        if self.run_as:
-            entry = pwd.getpwnam(self.run_as)
-            os.chown(self.tempdir, entry.pw_uid, entry.pw_gid)
+        self.tools = PgTools.find(self.tempdir, self._bindir_arg, self._run_as_arg)
+        self.bindir, self.run_as = self.tools.bindir, self.tools.run_as
+        self.tools.give(self.tempdir)
         self._initdb()
         for _attempt in range(5):
             self.port = free_port()
             result = self._run(
-                [
-                    str(self.bindir / "pg_ctl"),
-                    "-D", str(self.datadir),
-                    "-l", str(self.logfile),
-                    "-o", f"-p {self.port}",
-                    "-w", "-t", str(int(self._start_timeout_s)),
-                    "start",
-                ],
-                check=False,
+                lambda t: t.start(self.datadir, self.logfile, self._start_timeout_s, self.port)
             )
             if result.returncode == 0:
                 return
@@ -342,41 +292,26 @@ class LocalPostgres(PostgresCluster):
                 break
         raise PostgresStartError(
             f"local cluster in {self.tempdir}",
-            f"pg_ctl start failed: {_tail(result.stderr or result.stdout)} {log}".strip(),
+            f"pg_ctl start failed: {tail(result.stderr or result.stdout)} {log}".strip(),
             "check the binaries and that the temp dir is writable by "
             f"{self.run_as or 'the current user'}",
         )
 
     def _initdb(self) -> None:
-        assert self.tempdir is not None and self.bindir is not None
+        assert self.tempdir is not None and self.tools is not None
         pwfile = self.tempdir / "pwfile"
         pwfile.write_text(self._password + "\n")
         os.chmod(pwfile, 0o600)
-        if self.run_as:
-            entry = pwd.getpwnam(self.run_as)
-            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        self.tools.give(pwfile)
+        timeout_s = self._start_timeout_s + 30
         try:
-            result = self._run(
-                [
-                    str(self.bindir / "initdb"),
-                    "-D", str(self.datadir),
-                    "-U", SUPERUSER,
-                    f"--pwfile={pwfile}",
-                    "--auth-host=scram-sha-256",
-                    "--auth-local=trust",
-                    "-E", "UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                    "--no-instructions",
-                ],
-                check=False,
-            )
+            result = self._run(lambda t: t.initdb(self.datadir, SUPERUSER, timeout_s, pwfile))
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise PostgresStartError(
                 f"initdb in {self.tempdir}",
-                f"failed: {_tail(result.stderr or result.stdout)}",
+                f"failed: {tail(result.stderr or result.stdout)}",
                 f"make sure {self.run_as or 'the current user'} can write to the temp dir "
                 "(set base_dir= or TMPDIR)",
             )
@@ -386,33 +321,14 @@ class LocalPostgres(PostgresCluster):
         with conf.open("a") as fh:
             fh.write("\n# migrations_lab\n" + "\n".join(lines) + "\n")
 
-    def _run(self, argv: list[str], *, check: bool) -> subprocess.CompletedProcess[str]:
-        argv, kwargs = as_user(argv, self.run_as, self.tempdir)
-        # own process group: if we are interrupted (SIGTERM -> SystemExit, Ctrl-C) the whole
-        # group (runuser, initdb, its bootstrap backend) dies instead of writing on into a
-        # directory the teardown is removing
-        proc = subprocess.Popen(
-            argv, cwd=self.tempdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True, **kwargs,
-        )
+    def _run(self, call) -> subprocess.CompletedProcess[str]:
+        """One tool call on ``self.tools``; a timeout says where to look."""
         try:
-            out, err = proc.communicate(timeout=self._start_timeout_s + 30)
-        except BaseException as exc:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            if isinstance(exc, subprocess.TimeoutExpired):
-                tool = next((Path(a).name for a in argv if str(self.bindir) in a), argv[0])
-                raise PostgresStartError(
-                    f"local cluster in {self.tempdir}",
-                    f"{tool} did not finish within {self._start_timeout_s + 30:.0f}s.",
-                    f"read the server log {self.logfile}",
-                ) from None
-            raise
-        result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
-        if check:
-            result.check_returncode()
-        return result
+            return call(self.tools)
+        except ToolTimeout as exc:
+            raise PostgresStartError(
+                f"local cluster in {self.tempdir}", f"{exc}.", f"read the server log {self.logfile}"
+            ) from None
 
     def _check_alive(self) -> None:
         if self.pid is None:
@@ -424,20 +340,16 @@ class LocalPostgres(PostgresCluster):
 
     def _log_tail(self) -> str:
         try:
-            return _tail(self.logfile.read_text(errors="replace")) if self.logfile else ""
+            return tail(self.logfile.read_text(errors="replace")) if self.logfile else ""
         except OSError:
             return ""
 
     def _stop_server(self) -> None:
         try:
-            if self.datadir and (self.datadir / "postmaster.pid").exists():
+            if self.tools and self.datadir and (self.datadir / "postmaster.pid").exists():
                 pid = self.pid
-                with contextlib.suppress(subprocess.SubprocessError, OSError):
-                    self._run(
-                        [str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                         "-m", "immediate", "-w", "-t", "20", "stop"],
-                        check=False,
-                    )
+                with contextlib.suppress(subprocess.SubprocessError, OSError, ToolTimeout):
+                    self.tools.stop(self.datadir, 20, mode="immediate")
                 if pid and _alive(pid) and self.datadir.exists():
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
@@ -448,55 +360,6 @@ class LocalPostgres(PostgresCluster):
                 shutil.rmtree(self.tempdir, ignore_errors=True)
 
 
-def _unprivileged_user(requested: str | None) -> str | None:
-    if os.geteuid() != 0:
-        return None
-    name = requested or os.environ.get("MIGRATIONS_LAB_PG_USER") or "postgres"
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise LabConfigError(
-            "local PostgreSQL as root",
-            f"PostgreSQL refuses to run as root and the user {name!r} to run it as "
-            "does not exist.",
-            f"create it (useradd --system --no-create-home {name}), or pass run_as= / set "
-            "MIGRATIONS_LAB_PG_USER to an existing unprivileged user.",
-        ) from None
-    if entry.pw_uid == 0:
-        raise LabConfigError(
-            f"run_as={name!r}", "is root; PostgreSQL refuses to run as root.",
-            "name an unprivileged user",
-        )
-    return name
-
-
-def as_user(argv: list[str], run_as: str | None, home: Path) -> tuple[list[str], dict[str, Any]]:
-    """``argv`` and Popen keyword arguments to run a PostgreSQL tool as ``run_as`` (None: as
-    this process) with a minimal environment (PostgreSQL refuses to run as root)."""
-    kwargs: dict[str, Any] = {
-        "env": {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LC_ALL": "C",
-            "LANG": "C",
-            "HOME": str(home),
-        }
-    }
-    if run_as:
-        runuser = shutil.which("runuser")
-        if runuser:
-            argv = [runuser, "-u", run_as, "--", *argv]
-        else:
-            entry = pwd.getpwnam(run_as)
-            kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-    return argv, kwargs
-
-
-def unprivileged_user(requested: str | None = None) -> str | None:
-    """The user PostgreSQL runs as: None when this process is not root (it runs as itself),
-    else ``requested``, ``$MIGRATIONS_LAB_PG_USER`` or ``postgres`` (checked to exist)."""
-    return _unprivileged_user(requested)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -505,10 +368,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _tail(text: str, lines: int = 6) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
 
 
 # -- safety net and provider choice -------------------------------------------------------

@@ -19,7 +19,10 @@ from prefect_delivery.tasks.judge import (
     ServiceMetric,
     Verdict,
 )
-from prefect_delivery.tasks.judge.policy import ROLLBACK_LATENCY_SLACK_MS
+from prefect_delivery.tasks.judge.policy import (
+    IDLE_BASELINE_LATENCY_SLACK_MS,
+    ROLLBACK_LATENCY_SLACK_MS,
+)
 
 __all__ = ["Outcome", "Verdict", "judge_policy", "observations", "reference_figures"]
 
@@ -48,6 +51,10 @@ def judge_policy(
     }
     if kind != "rollback":
         options["latency_tolerance"] = settings.latency_tolerance
+    if kind in ("verification", "bake"):  # the stable release is idle at weight 0
+        options["latency_slack_ms"] = max(
+            settings.latency_slack_ms, IDLE_BASELINE_LATENCY_SLACK_MS
+        )
     if kind == "bake":
         options["window_s"] = settings.bake_window_s
         options["horizon_s"] = max(horizon_s or settings.bake_window_s, settings.bake_window_s)

@@ -6,7 +6,7 @@ needs it, ``pg_ctl stop`` on ``delivery down``. The data survives between runs.
 
 PostgreSQL refuses to run as root, so as root the cluster runs as an unprivileged user
 (``postgres`` unless ``MIGRATIONS_LAB_PG_USER`` says otherwise; the same rule and helpers as
-migrations_lab's ephemeral clusters: ``find_bindir``, ``unprivileged_user``). That user must
+migrations_lab's ephemeral clusters, in migrations_lab/pgtools.py). That user must
 be able to reach the data folder: missing search (x) permission on a folder above it is granted
 and said so.
 
@@ -18,7 +18,6 @@ application role's password lives only in the ``PostgresDatabase`` block that ho
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +25,6 @@ import pwd
 import shutil
 import signal
 import stat
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,8 @@ from sqlalchemy.engine import URL
 
 from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
 from prefect_delivery.blocks.paths import atomic_write_json, free_port, pid_alive
+from prefect_delivery.migrations_lab.errors import LabConfigError
+from prefect_delivery.migrations_lab.pgtools import PgTools, ToolTimeout, tail
 
 SUPERUSER = "delivery"
 SOCKET_PATH_MAX = 90  # unix socket paths must stay under 108 bytes (".s.PGSQL.<port>" added)
@@ -98,50 +98,30 @@ class LocalCluster:
         return f"local PostgreSQL in {self.folder} (127.0.0.1:{self.port or '?'})"
 
     # ----------------------------------------------------------------- processes
-    def _tools(self) -> tuple[Path, str | None]:
-        from prefect_delivery.migrations_lab.errors import LabConfigError
-        from prefect_delivery.migrations_lab.postgres import find_bindir, unprivileged_user
-
+    def _tools(self) -> PgTools:
         try:
-            return find_bindir(self.settings().get("bindir")), unprivileged_user()
+            return PgTools.find(self.folder, self.settings().get("bindir"))
         except LabConfigError as exc:
             raise ConfigError(exc.where, exc.problem, exc.fix) from None
 
-    def _run(self, argv: list[str], run_as: str | None, timeout_s: float = 90) -> str:
-        from prefect_delivery.migrations_lab.postgres import as_user
-
-        argv, kwargs = as_user(argv, run_as, self.folder)
-        proc = subprocess.Popen(
-            argv,
-            cwd=self.folder,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # the server outlives this process and its signals
-            **kwargs,
-        )
+    def _run(self, call, tools: PgTools) -> str:
+        """One tool call (migrations_lab/pgtools.py); a failure says where to read more."""
         try:
-            out, _ = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            result = call(tools)
+        except ToolTimeout as exc:
+            raise InfrastructureError(f"{exc} for {self.describe()}; read {self.logfile}") from None
+        if result.returncode != 0:
+            tool = next((Path(a).name for a in result.args if str(tools.bindir) in a), "")
+            output = tail(result.stderr or result.stdout, 5)
             raise InfrastructureError(
-                f"{Path(argv[-1]).name} of {self.describe()} did not finish in {timeout_s:.0f}s; "
-                f"read {self.logfile}"
-            ) from None
-        if proc.returncode != 0:
-            tool = next((Path(a).name for a in argv if "/bin/" in a and "runuser" not in a), "")
-            raise InfrastructureError(
-                f"{tool or argv[0]} failed for {self.describe()}: {_tail(out)} {self._log_tail()}"
+                f"{tool} failed for {self.describe()}: {output} {self._log_tail()}"
                 f" (read {self.logfile})"
             )
-        return out
+        return result.stdout
 
     def _log_tail(self) -> str:
         try:
-            return _tail(self.logfile.read_text(errors="replace"))
+            return tail(self.logfile.read_text(errors="replace"), 5)
         except OSError:
             return ""
 
@@ -150,34 +130,16 @@ class LocalCluster:
         """Create the cluster unless it exists; True when it was created now."""
         if self.exists:
             return False
-        bindir, run_as = self._tools()
+        tools = self._tools()
         if self.datadir.exists():  # a half-made cluster from an interrupted init
             shutil.rmtree(self.datadir)
         self.folder.mkdir(parents=True, exist_ok=True)
         sockets = self.socket_dir
         sockets.mkdir(parents=True, exist_ok=True)
-        if run_as:
-            entry = pwd.getpwnam(run_as)
-            for path in {self.folder, sockets}:
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-            _grant_search(self.folder, entry)
-        self._run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(self.datadir),
-                "-U",
-                SUPERUSER,
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            run_as,
-        )
+        tools.give(*{self.folder, sockets})
+        if tools.run_as:
+            _grant_search(self.folder, pwd.getpwnam(tools.run_as))
+        self._run(lambda t: t.initdb(self.datadir, SUPERUSER, 90), tools)
         chosen = port or free_port()
         conf = {
             "listen_addresses": "127.0.0.1",
@@ -190,7 +152,7 @@ class LocalCluster:
         with (self.datadir / "postgresql.conf").open("a") as handle:
             handle.write("\n# prefect-delivery\n")
             handle.writelines(f"{k} = '{v}'\n" for k, v in conf.items())
-        atomic_write_json(self._record, {"port": chosen, "bindir": str(bindir)})
+        atomic_write_json(self._record, {"port": chosen, "bindir": str(tools.bindir)})
         return True
 
     def start(self, timeout_s: float = 30) -> None:
@@ -203,51 +165,22 @@ class LocalCluster:
             )
         if self.running:
             return
-        bindir, run_as = self._tools()
-        if run_as and not self.socket_dir.exists():  # /tmp was cleaned
+        tools = self._tools()
+        if tools.run_as and not self.socket_dir.exists():  # /tmp was cleaned
             self.socket_dir.mkdir(parents=True)
-            entry = pwd.getpwnam(run_as)
-            os.chown(self.socket_dir, entry.pw_uid, entry.pw_gid)
+            tools.give(self.socket_dir)
         stale = self.datadir / "postmaster.pid"
         if stale.exists() and not self.running:
             stale.unlink(missing_ok=True)
-        self._run(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(self.datadir),
-                "-l",
-                str(self.logfile),
-                "-w",
-                "-t",
-                str(int(timeout_s)),
-                "start",
-            ],
-            run_as,
-            timeout_s + 30,
-        )
+        self._run(lambda t: t.start(self.datadir, self.logfile, timeout_s), tools)
 
     def stop(self, timeout_s: float = 30) -> bool:
         """Stop the server if it runs; True when it was running."""
         if not self.exists or not self.running:
             return False
-        bindir, run_as = self._tools()
+        tools = self._tools()
         try:
-            self._run(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(self.datadir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    str(int(timeout_s)),
-                    "stop",
-                ],
-                run_as,
-                timeout_s + 30,
-            )
+            self._run(lambda t: t.stop(self.datadir, timeout_s), tools)
         except InfrastructureError:
             pid = self.pid
             if pid and pid_alive(pid):
@@ -348,7 +281,3 @@ def _grant_search(folder: Path, entry: pwd.struct_passwd) -> None:
                 f"note: granted search permission (x) on {parent} so that PostgreSQL, running "
                 f"as {entry.pw_name}, reaches its data folder"
             )
-
-
-def _tail(text: str, lines: int = 5) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())

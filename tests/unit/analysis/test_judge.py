@@ -237,3 +237,21 @@ def test_observations_merge_arrays_and_counts():
     assert merged.path_counts()["/a"].requests == 2
     with pytest.raises(ValueError, match="one length"):
         Observations(latency_ms=np.ones(3), failed=np.ones(2, dtype=bool))
+
+
+def test_after_a_cutover_a_few_ms_against_an_idle_stable_pass_and_a_slow_release_fails(streams):
+    """Verification and the bake compare the loaded new release with a stable release idle at
+    weight 0: a practical-significance slack absorbs the queueing (+2 ms at p50 here), which a
+    canary step, where both sides take users' traffic, still fails; a release 20x slower fails
+    everywhere."""
+    from prefect_delivery.blocks.settings import VerificationSettings
+    from prefect_delivery.tasks.analysis import judge_policy
+
+    settings = VerificationSettings()
+    after_cutover = judge_policy(settings, "verification")
+    assert run(streams, after_cutover, new_scale=1.8)[0].outcome is Outcome.SUCCESSFUL
+    assert run(streams, judge_policy(settings, "step"), new_scale=1.8)[0].outcome is (
+        Outcome.FAILED
+    )
+    verdict, _ = run(streams, after_cutover, new_scale=20)
+    assert verdict.outcome is Outcome.FAILED and "+ 10 ms" in verdict.reason, verdict.reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_delivery.migrations_lab import postgres
+from prefect_delivery.migrations_lab import pgtools
 from prefect_delivery.migrations_lab.apply import RetryPolicy
 from prefect_delivery.migrations_lab.backfill import batched_backfill
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, describe_connect_error
@@ -53,24 +53,24 @@ def test_connect_errors_are_classified_and_never_show_the_password(text, expecte
 
 
 def test_missing_binaries_say_which_package_to_install(monkeypatch):
-    monkeypatch.setattr(postgres.shutil, "which", lambda name: None)
-    monkeypatch.setattr(postgres.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(pgtools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pgtools.glob, "glob", lambda pattern: [])
     monkeypatch.delenv("MIGRATIONS_LAB_PG_BINDIR", raising=False)
     with pytest.raises(PostgresNotFound) as exc:
-        postgres.find_bindir("/nonexistent")
+        pgtools.find_bindir("/nonexistent")
     assert "postgresql" in str(exc.value) and "apt-get install" in str(exc.value)
     assert "--provider docker" in str(exc.value)
 
 
 def test_root_needs_an_existing_unprivileged_user(monkeypatch):
-    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(pgtools.os, "geteuid", lambda: 0)
     with pytest.raises(LabConfigError, match="does not exist") as exc:
-        postgres._unprivileged_user("no_such_user_xyz")
+        pgtools.unprivileged_user("no_such_user_xyz")
     assert "useradd" in str(exc.value)
     with pytest.raises(LabConfigError, match="is root"):
-        postgres._unprivileged_user("root")
-    monkeypatch.setattr(postgres.os, "geteuid", lambda: 1000)
-    assert postgres._unprivileged_user(None) is None
+        pgtools.unprivileged_user("root")
+    monkeypatch.setattr(pgtools.os, "geteuid", lambda: 1000)
+    assert pgtools.unprivileged_user(None) is None
 
 
 @pytest.mark.parametrize(
