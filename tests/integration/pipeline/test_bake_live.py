@@ -50,3 +50,35 @@ def test_a_good_release_keeps_its_bake(hello_repo, make_env, artifact_store):
     assert error is None, summary.reason
     assert env.ledger().baked(env.observe().serving().digest)
     assert served_version(env)["commit"] == second
+
+
+def test_the_bake_measures_through_the_routers_counters(hello_repo, make_env, artifact_store):
+    """The bake reads the environment's metric sources, HAProxy's counters among them: with the
+    probes switched off, every request the bake counts is one of the users' (none of its own),
+    counted by the router."""
+    from prefect import flow
+
+    from prefect_delivery.tasks.monitor import bake
+
+    env = make_env("rsb", keep_previous_s=3600)
+    first = commit_release(hello_repo, "1.0.0")
+    assert deliver(hello_repo, first, [env], artifact_store)[1] is None
+    second = commit_release(hello_repo, "2.0.0")
+    assert deliver(hello_repo, second, [env], artifact_store)[1] is None
+    running = env.target.list(env.name)
+    new = [i for i in running if i.release.commit == second]
+    old = [i for i in running if i.release.commit == first]
+    assert new and old, [i.release.commit[:8] for i in running]
+    env.probes = None  # the router's counters are the only source left
+    assert [type(s).__name__ for s in env.metric_sources()] == ["RouterStatsSource"]
+
+    @flow
+    def bake_only():
+        return bake(env, new[0].release, new, old, duration_s=4.0, interval_s=1.0)
+
+    with SteadyLoad(env.url) as load:
+        result = bake_only()
+    samples = result.samples
+    assert samples is not None and samples.source == "router new", samples.source
+    assert 0 < samples.requests <= load.result.requests, (samples.requests, load.result.requests)
+    assert not samples.latencies_ms  # no probe of its own: counts, not per-request latencies
