@@ -24,9 +24,9 @@ check per warm instance.
 from __future__ import annotations
 
 import time
+import urllib.request
 from typing import Literal
 
-import httpx
 from pydantic import BaseModel, Field
 
 from prefect_delivery.blocks.environment_view import EnvironmentView
@@ -120,10 +120,16 @@ class Switch(BaseModel):
     at: float = 0.0  # wall clock of the switch
 
 
+#: The standard library's client, with no proxy (instances are on this host): this runs in the
+#: command a person waits on, where importing httpx would cost 0.2 s before traffic moves.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def healthy(instance: Instance, path: str) -> bool:
     try:
-        return httpx.get(instance.url + path, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
+        with _DIRECT.open(instance.url + path, timeout=1.0) as answer:
+            return answer.status == 200
+    except (OSError, ValueError):  # URLError, HTTPError (a non-2xx answer), timeouts
         return False
 
 
