@@ -40,7 +40,11 @@ class RunSpec(BaseModel):
         "the target's interpreter"
     )
     health_path: str = "/healthz"
-    version_path: str = "/version"
+    version_path: str | None = Field(
+        default=None,
+        description="Where the app reports its commit (checked when given); which release "
+        "answers is known from the router's identity header either way.",
+    )
     startup_timeout_s: float = 20.0
     container_port: int = 8000
     smoke: list[SmokeCheck] = Field(default_factory=list)

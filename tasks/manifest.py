@@ -68,14 +68,16 @@ class RunSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: list[str] = Field(min_length=1)
     health_path: str = "/healthz"
-    version_path: str = "/version"
+    #: optional: the router names the instance that answered, so which release serves is known
+    #: without the app's help; when given, the app's own answer ({"commit": ...}) is checked too
+    version_path: str | None = None
     startup_timeout_s: float = Field(default=20, gt=0, le=600)
     container_port: int = Field(default=8000, ge=1, le=65535)
 
     @field_validator("health_path", "version_path")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
             raise ValueError("must be an absolute path starting with '/', e.g. '/healthz'")
         return value
 

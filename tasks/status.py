@@ -69,7 +69,7 @@ def instance_report(live) -> list[dict[str, Any]]:
     instances = []
     for li in live.instances:
         answered = None
-        if li.instance.alive:
+        if li.instance.alive and li.instance.release.run.version_path:
             try:
                 answered = httpx.get(
                     li.instance.url + li.instance.release.run.version_path, timeout=2

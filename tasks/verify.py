@@ -1,7 +1,8 @@
 """Verify stage: judge an environment through its frontend, the way its users reach it.
 
-Health must answer 200, the frontend must serve the release being verified (its version path
-reports the commit), every critical endpoint must answer as the manifest says, and an analysis
+Health must answer 200, the frontend must serve only the release being verified (the router
+names the instance behind every answer; a version path, when the manifest names one, must
+report the commit too), every critical endpoint must answer as the manifest says, and an analysis
 run (the ``verification`` policy of tasks/analysis_run.py, through the environment's metric
 sources) must meet the thresholds against the previous release measured in the same intervals
 (kept warm), or against the baseline measured before the cutover when it is gone. A failed
@@ -66,16 +67,50 @@ class VerificationResult(BaseModel):
         return reasons
 
 
-def serving_commits(url: str, release: Release, requests: int = 10) -> list[str]:
-    """Which commits the frontend answers with, over a few requests (sorted, unique)."""
+def serving_commits(env: Environment, release: Release, requests: int = 10) -> list[str]:
+    """Which commits the frontend answers with, over a few requests (sorted, unique).
+
+    The router names the slot that answered each request (``Router.identity_header``) and the
+    pipeline knows which release each slot's instance runs, so this holds for any app; when the
+    manifest names a ``version_path``, what the app says of itself is checked as well."""
+    by_slot = {s.name: s.address for s in env.router.slots() if s.in_use}
+    by_address = {i.address: i.release.commit for i in env.running()}
+    path = release.run.version_path or release.run.health_path
     seen: set[str] = set()
     with httpx.Client(timeout=5) as client:
         for _ in range(requests):
             try:
-                seen.add(str(client.get(url + release.run.version_path).json().get("commit")))
-            except (httpx.HTTPError, ValueError, AttributeError):
+                answer = client.get(env.url + path)
+            except httpx.HTTPError:
+                seen.add("<no answer>")
+                continue
+            slot = answer.headers.get(env.router.identity_header, "")
+            seen.add(by_address.get(by_slot.get(slot, ""), f"<not an instance: slot {slot!r}>"))
+            if release.run.version_path:
+                seen.add(_commit_of(answer))
+    return sorted(seen)
+
+
+def instance_commits(url: str, release: Release, requests: int = 2) -> list[str]:
+    """What an instance says of its commit at its version path (an instance the pipeline
+    started itself is known by its address; without a version path there is nothing to ask)."""
+    if not release.run.version_path:
+        return [release.commit]
+    seen: set[str] = set()
+    with httpx.Client(timeout=5) as client:
+        for _ in range(requests):
+            try:
+                seen.add(_commit_of(client.get(url + release.run.version_path)))
+            except httpx.HTTPError:
                 seen.add("<no answer>")
     return sorted(seen)
+
+
+def _commit_of(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("commit"))
+    except (ValueError, AttributeError):
+        return "<no commit in the version answer>"
 
 
 def health_status(url: str, path: str) -> int | None:
@@ -213,7 +248,7 @@ def verify(
     cutover, or a release's own recorded figures).
     """
     status = health_status(env.url, release.run.health_path)
-    commits = serving_commits(env.url, release)
+    commits = serving_commits(env, release)
     problems = smoke(env.url, release.run.smoke, timeout_s=env.verification.timeout_s)
     new = env.running(new_instances) if new_instances is not None else []
     if not new:  # a caller that does not know the instances: every instance of the release
@@ -228,8 +263,8 @@ def verify_instances(
     env: Environment, release: Release, instances: list[Instance], reference: Samples | None
 ) -> VerificationResult:
     """Judge instances that take no traffic yet, on their own addresses: each answers its
-    health path and its version path with the release's commit, the critical endpoints
-    answer as the manifest says, and the analysis run meets the thresholds against
+    health path (and its version path, when given, with the release's commit), the critical
+    endpoints answer as the manifest says, and the analysis run meets the thresholds against
     ``reference`` (the release's own recorded figures) or the absolute ones alone."""
     alive = env.running(instances)
     statuses = [health_status(i.url, release.run.health_path) for i in alive]
@@ -238,7 +273,7 @@ def verify_instances(
         if alive and all(s == 200 for s in statuses)
         else next((s for s in statuses if s != 200), None)
     )
-    commits = sorted({c for i in alive for c in serving_commits(i.url, release, requests=2)})
+    commits = sorted({c for i in alive for c in instance_commits(i.url, release)})
     problems = [p for i in alive for p in smoke(i.url, release.run.smoke)]
     run = _judge(env, release, alive, [], reference, f"verify {release.version} before traffic")
     where = ", ".join(i.url for i in alive) or "no running instance"

@@ -52,6 +52,9 @@ class Router(Protocol):
     """Moves an environment's traffic between instances by weight (milliseconds, no reload)."""
 
     name: str
+    #: The response header in which the router names the slot that answered a request: which
+    #: instance (and so which release) served it, whatever the application answers.
+    identity_header: str
 
     @property
     def frontend_url(self) -> str:

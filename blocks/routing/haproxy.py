@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, field_validator
@@ -23,6 +24,7 @@ from prefect_delivery.blocks.paths import default_state_dir
 from prefect_delivery.blocks.routing import SlotState
 from prefect_delivery.blocks.routing.haproxy_runtime import (
     BACKEND,
+    IDENTITY_HEADER,
     HAProxyControl,
     RuntimeAPI,
     render_config,
@@ -46,6 +48,8 @@ class HAProxyRouter(Block):
         "One HAProxy per environment on a loopback port; the pipeline shifts traffic between "
         "releases by changing server weights over HAProxy's admin socket (no reload)."
     )
+
+    identity_header: ClassVar[str] = IDENTITY_HEADER
 
     name: str = Field(description="Environment this router serves; names its state folder.")
     frontend_host: str = Field(default="127.0.0.1", description="Address users connect to.")

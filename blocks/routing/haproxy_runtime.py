@@ -31,6 +31,8 @@ EXPORTER_QUERIES = (
     " * 1000",
 )
 FRONTEND = "fe_app"
+#: The response header naming the router slot that answered (see :func:`render_config`).
+IDENTITY_HEADER = "X-Delivery-Slot"
 
 
 def render_config(
@@ -50,7 +52,9 @@ def render_config(
     a second. Whether a release is healthy is judged by the pipeline (health path, smoke tests,
     analysis), so a release with another health path never needs a config change.
     ``retry-on conn-failure empty-response`` with ``redispatch`` sends a request that hit an
-    instance which just went away to another one instead of failing it.
+    instance which just went away to another one instead of failing it. Every response carries
+    the slot that answered it (``IDENTITY_HEADER``: HAProxy's ``%s``, the server's name), so the
+    pipeline knows which release answered without the application's help.
     """
     servers = "\n".join(
         f"    server s{i} 127.0.0.1:{PLACEHOLDER_PORT} disabled" for i in range(server_slots)
@@ -89,6 +93,7 @@ frontend {FRONTEND}
 
 backend {BACKEND}
     balance roundrobin
+    http-response set-header {IDENTITY_HEADER} %s
     default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 check weight 0
 {servers}
 {metrics}"""

@@ -14,8 +14,9 @@ from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.routing.haproxy import HAProxyRouter
 
 
-def serve(tag: str):
-    """A tiny real HTTP server process answering its tag (and /healthz)."""
+def serve(tag: str, header: tuple[str, str] | None = None):
+    """A tiny real HTTP server process answering its tag (and /healthz), with an extra
+    response header when given."""
     import subprocess
     import sys
 
@@ -26,6 +27,8 @@ def serve(tag: str):
         "  def do_GET(self):\n"
         f"    body=b'{tag}'\n"
         "    self.send_response(200); self.send_header('Content-Length',str(len(body)))\n"
+        + (f"    self.send_header({header[0]!r},{header[1]!r})\n" if header else "")
+        +
         "    self.end_headers(); self.wfile.write(body)\n"
         "  def log_message(self,*a): pass\n"
         f"http.server.ThreadingHTTPServer(('127.0.0.1',{port}),H).serve_forever()\n"
@@ -75,6 +78,26 @@ def test_weights_move_traffic_without_reload(router):
         assert router.weights() == {addr_a: 0, addr_b: 200}
         assert router.pid() == pid, "a weight change must not restart HAProxy"
         assert took < 1000
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_every_answer_names_the_slot_that_gave_it(router):
+    """The app answers only its tag; the router adds which slot (so which instance) it was,
+    replacing whatever an app says in that header itself."""
+    a, addr_a = serve("A")
+    b, addr_b = serve("B", header=(router.identity_header, "s0"))  # a forged identity
+    try:
+        router.ensure_started()
+        slots = {router.attach(addr_a): "A", router.attach(addr_b): "B"}
+        router.wait_until_up(addr_a)
+        router.wait_until_up(addr_b)
+        router.set_weights({addr_a: 100, addr_b: 100})
+        with httpx.Client(timeout=5) as client:
+            answers = [client.get(router.frontend_url) for _ in range(40)]
+        named = Counter((slots.get(r.headers.get(router.identity_header)), r.text) for r in answers)
+        assert set(named) == {("A", "A"), ("B", "B")}, named
     finally:
         a.kill()
         b.kill()
