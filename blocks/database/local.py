@@ -41,7 +41,78 @@ SUPERUSER = "delivery"
 SOCKET_PATH_MAX = 90  # unix socket paths must stay under 108 bytes (".s.PGSQL.<port>" added)
 
 
-class LocalCluster:
+class ServerAdmin:
+    """Administration SQL on a PostgreSQL server, through ``_admin()`` (a superuser
+    connection, autocommit): the role and database an environment needs, a fresh start, one
+    statement. The local cluster below administers itself so; a server the pipeline does not
+    run (a team's own) is reached the same way over TCP."""
+
+    def _admin(self, dbname: str = "postgres") -> Any:
+        raise NotImplementedError
+
+    def _tcp(self) -> tuple[str, int]:
+        """Where applications reach the server: (host, port)."""
+        raise NotImplementedError
+
+    def url(self, name: str, role: str, password: str) -> SecretStr:
+        """An application's URL for ``role`` on database ``name`` (over TCP, with password)."""
+        host, port = self._tcp()
+        url = URL.create(
+            "postgresql+psycopg",
+            username=role,
+            password=password,
+            host=host,
+            port=port,
+            database=name,
+        )
+        return SecretStr(url.render_as_string(hide_password=False))
+
+    def ensure_database(self, name: str, role: str, password: str | None) -> None:
+        """The role (with this password, when given) and its database, created if missing."""
+        from psycopg import sql
+
+        with self._admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            if password is not None:
+                conn.execute(
+                    sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                        sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
+                    )
+                )
+            elif not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if found.fetchone() is None:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(role)
+                    )
+                )
+
+    def reset_database(self, name: str, role: str) -> None:
+        """Drop and re-create a database (closing its connections): a fresh start."""
+        from psycopg import sql
+
+        with self._admin() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(role)
+                )
+            )
+
+    def execute(self, dbname: str, statement: str) -> list[tuple]:
+        """Run one statement as the superuser (tests and the demo's checks)."""
+        with self._admin(dbname) as conn:
+            cursor = conn.execute(statement)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+
+
+class LocalCluster(ServerAdmin):
     """One PostgreSQL cluster in ``folder`` (data, log, settings)."""
 
     def __init__(self, folder: str | os.PathLike[str]):
@@ -203,65 +274,14 @@ class LocalCluster:
             connect_timeout=10,
         )
 
-    def ensure_database(self, name: str, role: str, password: str | None) -> None:
-        """The role (with this password, when given) and its database, created if missing."""
-        from psycopg import sql
-
-        with self._admin() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            if password is not None:
-                conn.execute(
-                    sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                        sql.SQL(verb), sql.Identifier(role), sql.Literal(password)
-                    )
-                )
-            elif not exists:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if found.fetchone() is None:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(name), sql.Identifier(role)
-                    )
-                )
-
-    def reset_database(self, name: str, role: str) -> None:
-        """Drop and re-create a database (closing its connections): a fresh start."""
-        from psycopg import sql
-
-        with self._admin() as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(role)
-                )
-            )
-
-    def execute(self, dbname: str, statement: str) -> list[tuple]:
-        """Run one statement as the superuser (tests and the demo's checks)."""
-        with self._admin(dbname) as conn:
-            cursor = conn.execute(statement)  # type: ignore[arg-type]
-            return cursor.fetchall() if cursor.description else []
-
-    def url(self, name: str, role: str, password: str) -> SecretStr:
+    def _tcp(self) -> tuple[str, int]:
         if self.port is None:
             raise ConfigError(
                 f"database cluster {self.folder}",
                 "has no port recorded.",
                 "run `delivery setup` again.",
             )
-        url = URL.create(
-            "postgresql+psycopg",
-            username=role,
-            password=password,
-            host="127.0.0.1",
-            port=self.port,
-            database=name,
-        )
-        return SecretStr(url.render_as_string(hide_password=False))
+        return "127.0.0.1", self.port
 
 
 def _grant_search(folder: Path, entry: pwd.struct_passwd) -> None:

@@ -33,8 +33,35 @@ def start_cluster():
     return cluster
 
 
+def external_server(host: str, port: int, user: str, password: str):
+    """A PostgreSQL server the pipeline does not run (a team's own; in the tests, the one
+    pytest-docker starts from tests/compose/postgres.yml), administered over TCP with the same
+    SQL as the local clusters (``ServerAdmin``). Imported late: Prefect's settings first."""
+    import psycopg
+
+    from prefect_delivery.blocks.database.local import ServerAdmin
+
+    class ExternalServer(ServerAdmin):
+        def _admin(self, dbname: str = "postgres"):
+            return psycopg.connect(
+                host=host,
+                port=port,
+                user=user,
+                password=password,
+                dbname=dbname,
+                autocommit=True,
+                connect_timeout=5,
+            )
+
+        def _tcp(self) -> tuple[str, int]:
+            return host, port
+
+    return ExternalServer()
+
+
 def database_for(cluster, name: str):
-    """A database and role of its own on ``cluster``, as a PostgresDatabase block."""
+    """A database and role of its own on ``cluster`` (a LocalCluster or an ExternalServer),
+    as a PostgresDatabase block."""
     from prefect_delivery.blocks.database import PostgresDatabase
 
     ident = re.sub(r"[^a-z0-9_]", "_", name.lower())
@@ -42,7 +69,7 @@ def database_for(cluster, name: str):
     cluster.ensure_database(f"db_{ident}", f"u_{ident}", password)
     return PostgresDatabase(
         url=cluster.url(f"db_{ident}", f"u_{ident}", password),
-        local_cluster=str(cluster.folder),
+        local_cluster=str(cluster.folder) if hasattr(cluster, "folder") else None,
         lock_timeout_ms=1000,
     )
 
