@@ -126,6 +126,16 @@ class LoadResult:
     failed: int = 0
     statuses: Counter = field(default_factory=Counter)
     versions: Counter = field(default_factory=Counter)
+    #: time.monotonic() of the first and the last failed request (None: none failed)
+    first_failure_at: float | None = None
+    last_failure_at: float | None = None
+
+    @property
+    def outage_s(self) -> float:
+        """From the first failed request to the last one (0: none or one failed)."""
+        if self.first_failure_at is None or self.last_failure_at is None:
+            return 0.0
+        return self.last_failure_at - self.first_failure_at
 
 
 class SteadyLoad:
@@ -163,6 +173,10 @@ class SteadyLoad:
                         self.result.versions[version] += 1
                     if not ok:
                         self.result.failed += 1
+                        now = time.monotonic()
+                        if self.result.first_failure_at is None:
+                            self.result.first_failure_at = now
+                        self.result.last_failure_at = now
 
     def __enter__(self) -> SteadyLoad:
         for _ in range(self.concurrency):

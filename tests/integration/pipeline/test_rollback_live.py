@@ -80,6 +80,8 @@ def test_release_that_crashes_in_the_bake_window_is_rolled_back(
     assert deliver(hello_repo, first, [env], artifact_store)[1] is None
     second = commit_release(hello_repo, "2.0.0")
 
+    crashed_at: list[float] = []
+
     def crash_new_instance():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -87,6 +89,7 @@ def test_release_that_crashes_in_the_bake_window_is_rolled_back(
             verified = env.ledger().last("verified")
             if fresh and verified is not None and verified.release.commit == second:
                 time.sleep(1.5)  # verified: well inside the bake window
+                crashed_at.append(time.monotonic())
                 os.kill(int(fresh[0].handle.split(":")[0]), signal.SIGKILL)
                 return
             time.sleep(0.1)
@@ -100,9 +103,15 @@ def test_release_that_crashes_in_the_bake_window_is_rolled_back(
     assert {s.stage: s.result for s in summary.stages}[f"monitor {env.name}"] == "rolled back"
     assert "stopped running" in summary.reason
     assert served_version(env)["commit"] == first
-    # Requests fail only between the crash and the rollback (one bake interval): the only
-    # serving instance is gone and the warm release has weight 0 until the rollback.
-    assert load.result.failed < 0.01 * load.result.requests, load.result.statuses
+    # Requests fail only between the crash and the rollback (one bake interval and the weight
+    # change): the only serving instance is gone and the warm release has weight 0 until the
+    # rollback. Judged by when they failed, not by their share of a load whose length depends
+    # on how fast the machine built and tested (under the full suite: ~5 % of a short load).
+    result = load.result
+    assert crashed_at, "the new instance was never crashed"
+    if result.failed:
+        assert result.first_failure_at >= crashed_at[0] - 0.05, "requests failed before the crash"
+        assert result.outage_s < 5.0, (result.outage_s, result.statuses)
     assert env.ledger().last("rolled-back").release.commit == second
 
 
