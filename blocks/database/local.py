@@ -111,7 +111,6 @@ class ServerAdmin:
             return cursor.fetchall() if cursor.description else []
 
 
-
 class LocalCluster(ServerAdmin):
     """One PostgreSQL cluster in ``folder`` (data, log, settings)."""
 
