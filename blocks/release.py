@@ -51,18 +51,29 @@ class RunSpec(BaseModel):
 
 
 class Artifact(BaseModel):
-    """One immutable build output: a wheel pinned by sha256 or an image pinned by digest."""
+    """One immutable build output: a bundle (the service's wheel and every dependency, locked;
+    blocks/bundle.py) pinned by the sha256 of its bundle.json, or an image pinned by digest.
+    ``wheel`` is a release built before bundles: the bare wheel, run on the tool's interpreter."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["wheel", "image"]
-    digest: str = Field(description="'sha256:<hex>' of the wheel file or the image manifest")
-    uri: str = Field(description="path of the wheel in the artifact store, or 'repo@sha256:...'")
+    kind: Literal["bundle", "wheel", "image"]
+    digest: str = Field(
+        description="'sha256:<hex>' of the bundle.json, the wheel file or the image manifest"
+    )
+    uri: str = Field(
+        description="path of the bundle.json (or wheel) in the artifact store, or "
+        "'repo@sha256:...'"
+    )
     filename: str | None = None
     wheel_uri: str | None = Field(
         default=None,
-        description="image: the wheel (in the artifact store) it installs; tests run against it",
+        description="bundle, image: the service's own wheel (in the artifact store)",
     )
+    bundle_uri: str | None = Field(
+        default=None, description="image: the bundle.json of the locked set the image installs"
+    )
+    bundle_digest: str | None = Field(default=None, description="image: that bundle's digest")
 
     @property
     def short_digest(self) -> str:

@@ -55,6 +55,7 @@ from prefect_delivery.tasks.approve import (
     upstream_evidence,
 )
 from prefect_delivery.tasks.build import build, checkout, lint
+from prefect_delivery.tasks.checks import Checks
 from prefect_delivery.tasks.deploy import retire_previous
 from prefect_delivery.tasks.dora_report import publish_after_delivery
 from prefect_delivery.tasks.manifest import describe_validation_error
@@ -325,7 +326,7 @@ def delivery(
                 previous = env
                 continue
             with environment_lock(env.name, env.state_dir, run_id or "local", on_busy):
-                evidence = _roll_out(env, release, previous, summary, run_id)
+                evidence = _roll_out(env, release, previous, summary, run_id, _checks(co))
             previous = env
     except Preempted as exc:
         summary.outcome = "preempted"
@@ -356,14 +357,16 @@ def _roll_out(
     previous: Environment | None,
     summary: DeliverySummary,
     run_id: str | None,
+    checks: Checks | None = None,
 ) -> UpstreamEvidence:
-    """Deploy, verify and bake the release in one environment (its slot held by the caller)."""
+    """Deploy, verify, check and bake the release in one environment (its slot held by the
+    caller)."""
     kill_point(f"before-{env.name}")
     if env.database is not None:  # the schema first: each phase before the code that needs it
         with summary.stage(f"migrate {env.name}") as record:
             record.detail = migrate(env.name, release).detail
     with summary.stage(env.name) as record, _failures_as_events(env, release):
-        outcome = deploy(env.name, release)
+        outcome = deploy(env.name, release, checks)
         summary.urls[env.name] = env.url
         record.detail = deployed_detail = _deploy_detail(outcome)
     kill_point(f"deployed-{env.name}")
@@ -391,6 +394,14 @@ def _roll_out(
         env.state_dir, run_id, env.name, release, outcome.status, deployed_detail, evidence
     )
     return evidence
+
+
+def _checks(co) -> Checks | None:
+    """The manifest's end-to-end checks, run from the commit's tree (tasks/checks.py)."""
+    section = co.manifest.checks
+    if section is None:
+        return None
+    return Checks(command=section.command, source_dir=co.path, timeout_s=section.timeout_s)
 
 
 def _run_tests(co, release: Release, store: ArtifactStore, count: int, record) -> SuiteReport:
@@ -506,7 +517,8 @@ def _deploy_detail(outcome: DeployOutcome) -> str:
     if outcome.status == "already-live":
         return "already live and verified"
     verdict = outcome.verification.verdict.line() if outcome.verification else ""
-    return f"{outcome.strategy}; {verdict}"
+    checks = f"; checks: {outcome.checks.line()}" if outcome.checks else ""
+    return f"{outcome.strategy}; {verdict}{checks}"
 
 
 def _finish(summary: DeliverySummary) -> None:

@@ -18,6 +18,7 @@ from prefect_delivery.blocks.metrics.samples import Samples
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.tasks import strategies
 from prefect_delivery.tasks.analysis_run import Action, StepAnalysis, analyze_step
+from prefect_delivery.tasks.checks import Checks, ChecksResult, run_checks
 from prefect_delivery.tasks.deploy import launch, reconcile, replace, shift
 from prefect_delivery.tasks.pictures import publish_rollout
 from prefect_delivery.tasks.promotion import promotion_gate
@@ -58,6 +59,7 @@ class DeployOutcome(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     failure: str | None = None
     cutover_at: datetime | None = None
+    checks: ChecksResult | None = None
 
 
 class RollbackFailed(InfrastructureError):
@@ -70,8 +72,10 @@ def _new_slot(stable_instances: list[Instance]) -> str:
 
 
 @flow(name="deploy", flow_run_name="deploy {release.version} to {environment}")
-def deploy(environment: str, release: Release) -> DeployOutcome:
-    """Deploy ``release`` to the environment named by an Environment block."""
+def deploy(environment: str, release: Release, checks: Checks | None = None) -> DeployOutcome:
+    """Deploy ``release`` to the environment named by an Environment block; with ``checks``
+    (the manifest's end-to-end suite), run them against the environment once the release
+    serves, before it counts as verified."""
     logger = run_logger()
     env = Environment.load(environment)
     env.remember()
@@ -168,6 +172,17 @@ def deploy(environment: str, release: Release) -> DeployOutcome:
                     detail = result.verdict.line()
             outcome.steps.append(
                 StepRecord(step=strategies.describe(step), result="done", detail=detail)
+            )
+        if checks is not None:
+            outcome.checks = run_checks(env.name, env.url, release, checks)
+            if not outcome.checks.passed:
+                raise GateFailed(
+                    "checks",
+                    f"end-to-end checks against {env.url}: {outcome.checks.line()}\n"
+                    f"{outcome.checks.output_tail}",
+                )
+            outcome.steps.append(
+                StepRecord(step="end-to-end checks", result="done", detail=outcome.checks.line())
             )
     except Preempted as exc:
         # A rollback took the environment over: no traffic change from here on, its
@@ -281,6 +296,11 @@ def report_markdown(outcome: DeployOutcome) -> str:
             f"- critical endpoints: {'; '.join(v.smoke_problems) or 'all as the manifest says'}\n"
             f"- {v.verdict.line()}\n"
         )
+    if outcome.checks:
+        c = outcome.checks
+        body += f"\n## End-to-end checks against {outcome.url}\n\n- {c.line()}\n"
+        if c.output_tail:
+            body += "\n```\n" + c.output_tail.replace("`", "'") + "\n```\n"
     return head + body
 
 

@@ -2,7 +2,9 @@
 
 The wheel's version carries the full commit SHA as a local label (``1.0.0+g<sha>``) and the
 package gets ``_release.json`` (version, commit), so every instance can say what it is. The
-wheel's sha256 is the release's digest; it is built once per commit and reused afterwards.
+artifact is a bundle (blocks/bundle.py): that wheel and every dependency, locked once
+(tasks/lock.py), as wheels pinned by sha256; the sha256 of its bundle.json is the release's
+digest. It is built once per commit and reused afterwards.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from prefect import task
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.artifacts import ArtifactStore
-from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
+from prefect_delivery.blocks.bundle import Bundle
+from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.tasks.lock import PYTHON, fetch_wheels, locked_set, uv
 from prefect_delivery.tasks.manifest import ServiceManifest, load_manifest
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.source import SourceRef, commit_time, export_tree
+from prefect_delivery.tasks.stamp import stamp_version, wheel_version
 
 
 class Checkout(BaseModel):
@@ -110,27 +115,23 @@ def find_package(tree: Path, declared: str | None) -> Path:
     )
 
 
-def pin_version(pyproject: Path, commit: str) -> str:
-    """Give the wheel the local version label +g<sha>; returns the base version."""
-    text = pyproject.read_text()
-    data = tomllib.loads(text)
-    version = data.get("project", {}).get("version")
-    if not isinstance(version, str) or "+" in version:
-        raise ConfigError(
-            f"{pyproject.name} [project].version",
-            f"must be a static version without a local label (got {version!r}).",
-            'declare e.g. version = "1.2.0"; the pipeline appends +g<commit>.',
-        )
-    pattern = re.compile(r'^(\s*version\s*=\s*)(["\'])' + re.escape(version) + r"\2", re.M)
-    new, count = pattern.subn(lambda m: f'{m.group(1)}"{version}+g{commit}"', text, count=1)
-    if count != 1:
-        raise ConfigError(f"{pyproject.name}", "could not find the version line to pin.", None)
-    pyproject.write_text(new)
-    return version
+#: build backends the delivery tool itself carries: built without an isolated environment
+#: (offline, fast); any other backend (hatchling, flit-core, poetry-core, setuptools-scm...) is
+#: built in an isolated environment that uv makes from the index
+LOCAL_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
+LOCAL_REQUIRES = re.compile(r"^(setuptools|wheel)\s*([<>=!~;\[]|$)")  # not setuptools-scm
+
+
+def builds_locally(pyproject: Path) -> bool:
+    system = tomllib.loads(pyproject.read_text()).get("build-system", {})
+    backend = system.get("build-backend", "setuptools.build_meta:__legacy__")
+    requires = system.get("requires", ["setuptools"])
+    return backend in LOCAL_BACKENDS and all(LOCAL_REQUIRES.match(r.strip()) for r in requires)
 
 
 def build_wheel(co: Checkout, out_dir: Path) -> tuple[Path, str]:
-    """Build the wheel of the exported tree, stamped with its commit. Returns (wheel, version)."""
+    """Build the wheel of the exported tree, stamped with its commit (tasks/stamp.py).
+    Returns (wheel, version): the version is the wheel's metadata version, label removed."""
     build_dir = out_dir / "tree"
     shutil.rmtree(build_dir, ignore_errors=True)
     shutil.copytree(co.path, build_dir)
@@ -141,41 +142,57 @@ def build_wheel(co: Checkout, out_dir: Path) -> tuple[Path, str]:
             "has no pyproject.toml to build a wheel from.",
             "add one, or use [build].kind = 'image' with a Dockerfile.",
         )
-    version = pin_version(pyproject, co.source.commit)
     package = find_package(build_dir, co.manifest.build.package)
+    stamp = stamp_version(build_dir, co.source.commit, co.source.repo, package)
     (package / "_release.json").write_text(
         json.dumps(
-            {"service": co.manifest.service.name, "version": version, "commit": co.source.commit}
+            {
+                "service": co.manifest.service.name,
+                "version": stamp.version,
+                "commit": co.source.commit,
+            }
         )
     )
     wheels = out_dir / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(commit_time(co.source))}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--quiet",
-            "--wheel-dir",
-            str(wheels),
-            str(build_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(commit_time(co.source)), **stamp.env}
+    if builds_locally(pyproject):
+        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+        argv += ["--no-index", "--quiet", "--wheel-dir", str(wheels), str(build_dir)]
+    else:
+        argv = [uv(), "build", "--wheel", "--quiet", "--out-dir", str(wheels), str(build_dir)]
+        env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
     built = sorted(wheels.glob("*.whl")) if wheels.exists() else []
     if proc.returncode != 0 or len(built) != 1:
-        raise GateFailed("build", f"wheel build failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-    if co.source.commit not in built[0].name:
-        raise InfrastructureError(f"built {built[0].name}, which does not carry the commit SHA")
-    return built[0], version
+        raise GateFailed(
+            "build", f"wheel build failed:\n{quoted((proc.stdout + proc.stderr)[-2000:])}"
+        )
+    version = wheel_version(built[0])
+    if not version.endswith(f"+g{co.source.commit}"):
+        raise InfrastructureError(
+            f"built {built[0].name} with version {version}, which does not carry the commit "
+            f"(stamped through {stamp.how}; the build backend did not take it)"
+        )
+    return built[0], version.split("+", 1)[0]  # the wheel's own: a backend may normalise it
+
+
+def make_bundle(co: Checkout, wheel: Path, version: str, store: ArtifactStore) -> Bundle:
+    """The service's wheel and its locked dependencies as wheels in the store's pool."""
+    locked = locked_set(Path(co.path), co.manifest, Path(store.root))
+    pool = store.pool
+    return Bundle(
+        service=co.manifest.service.name,
+        version=version,
+        commit=co.source.commit,
+        python=PYTHON,
+        wheel=pool.add(wheel),
+        runtime=fetch_wheels(locked.requirements, pool),
+        test=fetch_wheels(locked.test_requirements, pool),
+        requirements=locked.requirements,
+        test_requirements=locked.test_requirements,
+        lock_source=locked.source,
+    )
 
 
 @task(name="build", **INFRA_RETRIES)
@@ -187,13 +204,20 @@ def build(co: Checkout, store: ArtifactStore) -> Release:
         from prefect_delivery.tasks.build_image import build_image_release  # the container path
 
         return build_image_release(co, store)
-    artifact = store.find(manifest.service.name, co.source.commit)
+    artifact = store.find(manifest.service.name, co.source.commit, "bundle")
     version = None
     if artifact is None:
         with tempfile.TemporaryDirectory(prefix="pd-build-") as tmp:
             wheel, version = build_wheel(co, Path(tmp))
-            artifact = store.put(manifest.service.name, co.source.commit, wheel)
-        logger.info("Built %s (%s)", artifact.filename, artifact.digest)
+            bundle = make_bundle(co, wheel, version, store)
+            artifact = store.put_bundle(bundle)
+        logger.info(
+            "Built %s with %d locked dependencies (%s; lock: %s)",
+            artifact.filename,
+            len(bundle.runtime),
+            artifact.digest,
+            bundle.lock_source,
+        )
     else:
         logger.info(
             "Commit already built once: reusing %s (%s)", artifact.filename, artifact.digest

@@ -1,18 +1,22 @@
 """Build stage, container path: one image per commit, tagged with the full SHA, pinned by digest.
 
 Called by the build task (tasks/build.py) when the manifest says ``[build] kind = "image"``;
-lint has run before. The image contains the service's wheel built by the wheel path
-(``build_wheel``: version ``X+g<sha>``, ``_release.json``), so the image, the wheel the tests run
-against and the instances all carry the same commit stamp.
+lint has run before. The image installs the bundle the process path would run (tasks/build.py
+``make_bundle``: the service's wheel, version ``X+g<sha>`` with ``_release.json``, and every
+dependency locked as pinned wheels), so the image, the environment the tests run in and the
+instances all carry the same commit stamp and the same versions.
 
-    wheel (reused from the ArtifactStore when this commit was built before)
+    bundle (reused from the ArtifactStore when this commit was built before)
     -> registry has <registry>/<service>:<sha>?  yes: reuse its digest (build once per commit)
-    -> no: build context = the commit's tree + the wheel; docker-py build (logs streamed into the
-       run's log) with build args WHEEL (its path in the context) and the ImageRegistry's own
-       (e.g. BASE_IMAGE); push; digest = the registry's manifest digest, from RepoDigests.
+    -> no: build context = the commit's tree + the bundle's runtime wheels and its locked
+       requirements (with hashes) in .delivery-wheel/; docker-py build (logs streamed into the
+       run's log) with build args WHEEL (the service wheel's path in the context),
+       REQUIREMENTS (the requirements' path) and the ImageRegistry's own (e.g. BASE_IMAGE);
+       push; digest = the registry's manifest digest, from RepoDigests.
 
 The Dockerfile's contract (see examples/hello-service/Dockerfile): ``ARG BASE_IMAGE`` before
-``FROM ${BASE_IMAGE}``, and ``ARG WHEEL`` + ``COPY ${WHEEL} ...`` + ``pip install`` it.
+``FROM ${BASE_IMAGE}``; ``COPY .delivery-wheel/``, then ``pip install --no-index --find-links
+... --require-hashes -r $REQUIREMENTS`` and the ``$WHEEL`` itself: nothing floats at image build.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from prefect_delivery.blocks.artifacts import ArtifactStore
+from prefect_delivery.blocks.artifacts import ArtifactStore, checked_bundle_of, sha256_file
 from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.registry import ImageRegistry
 from prefect_delivery.blocks.release import Artifact, Release
@@ -53,24 +57,37 @@ def dockerfile_path(tree: Path, service: str, dockerfile: str, commit: str) -> s
     return relative.as_posix()
 
 
-def image_labels(service: str, version: str, commit: str, wheel: Artifact) -> dict[str, str]:
-    """Labels baked into the image (OCI annotations plus the wheel it was made from)."""
+#: the locked runtime requirements, in the build context (REQUIREMENTS)
+REQUIREMENTS_FILE = "requirements.txt"
+
+
+def image_labels(service: str, version: str, commit: str, bundle: Artifact) -> dict[str, str]:
+    """Labels baked into the image (OCI annotations plus the wheel and bundle it installs)."""
     return {
         "org.opencontainers.image.title": service,
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.revision": commit,
-        f"{LABEL_PREFIX}.wheel-digest": wheel.digest,
+        f"{LABEL_PREFIX}.wheel-digest": sha256_file(Path(bundle.wheel_uri or "")),
+        f"{LABEL_PREFIX}.bundle-digest": bundle.digest,
     }
 
 
-def make_context(tree: Path, wheel: Path, dest: Path) -> str:
-    """Copy the commit's tree and the wheel into a build context; returns WHEEL (its path)."""
+def make_context(
+    tree: Path, wheel: Path, dest: Path, wheels: list[Path] = (), requirements: str = ""
+) -> dict[str, str]:
+    """Copy the commit's tree, the service's wheel, the wheels of its locked dependencies and
+    their requirements into a build context; returns the build args WHEEL and REQUIREMENTS."""
     shutil.copytree(tree, dest, dirs_exist_ok=True)
     folder = dest / WHEEL_DIR
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
-    shutil.copyfile(wheel, folder / wheel.name)
-    return f"{WHEEL_DIR}/{wheel.name}"
+    for path in [wheel, *wheels]:
+        shutil.copyfile(path, folder / path.name)
+    (folder / REQUIREMENTS_FILE).write_text(requirements)
+    return {
+        "WHEEL": f"{WHEEL_DIR}/{wheel.name}",
+        "REQUIREMENTS": f"{WHEEL_DIR}/{REQUIREMENTS_FILE}",
+    }
 
 
 def require_registry(store: ArtifactStore, service: str) -> ImageRegistry:
@@ -87,7 +104,7 @@ def require_registry(store: ArtifactStore, service: str) -> ImageRegistry:
 
 def build_image_release(co, store: ArtifactStore) -> Release:
     """The build stage for ``[build] kind = "image"`` (``co`` is a tasks.build.Checkout)."""
-    from prefect_delivery.tasks.build import build_wheel  # the wheel path of the build stage
+    from prefect_delivery.tasks.build import build_wheel, make_bundle  # the process path's
 
     logger = run_logger()
     manifest = co.manifest
@@ -96,13 +113,15 @@ def build_image_release(co, store: ArtifactStore) -> Release:
     registry = require_registry(store, service)
     dockerfile = dockerfile_path(tree, service, manifest.build.dockerfile, commit)
 
-    wheel = store.find(service, commit)
-    if wheel is None:
+    bundled = store.find(service, commit, "bundle")
+    if bundled is None:
         with tempfile.TemporaryDirectory(prefix="pd-build-") as tmp:
-            built, _ = build_wheel(co, Path(tmp))
-            wheel = store.put(service, commit, built)
-        logger.info("Built %s (%s), the wheel the image installs", wheel.filename, wheel.digest)
-    version = (wheel.filename or "").split("-")[1].split("+")[0]
+            built, version = build_wheel(co, Path(tmp))
+            bundled = store.put_bundle(make_bundle(co, built, version, store))
+        logger.info(
+            "Built %s (%s), the bundle the image installs", bundled.filename, bundled.digest
+        )
+    version = (bundled.filename or "").split("-")[1].split("+")[0]
 
     repository = registry.repository(service)
     tag = registry.tag_ref(service, commit)
@@ -111,17 +130,24 @@ def build_image_release(co, store: ArtifactStore) -> Release:
         if digest is not None:
             logger.info("Commit already built once: reusing %s (%s)", tag, digest)
         else:
+            bundle, wheels = checked_bundle_of(bundled)
             with tempfile.TemporaryDirectory(prefix="pd-image-") as tmp:
                 context = Path(tmp) / "context"
-                wheel_arg = make_context(tree, Path(wheel.uri), context)
+                args = make_context(
+                    tree,
+                    wheels / bundle.wheel.file,
+                    context,
+                    [wheels / w.file for w in bundle.runtime],
+                    bundle.install_requirements(),
+                )
                 logger.info("Building %s from %s (%s)", tag, dockerfile, registry.build_args)
                 image_id = registry.build(
                     client,
                     context,
                     dockerfile,
                     tag,
-                    {"WHEEL": wheel_arg},
-                    image_labels(service, version, commit, wheel),
+                    args,
+                    image_labels(service, version, commit, bundled),
                     lambda line: logger.info("docker build: %s", line),
                 )
             logger.info("Built image %s (%s); pushing", tag, image_id)
@@ -136,7 +162,9 @@ def build_image_release(co, store: ArtifactStore) -> Release:
             digest=digest,
             uri=f"{repository}@{digest}",
             filename=tag,
-            wheel_uri=wheel.uri,
+            wheel_uri=bundled.wheel_uri,
+            bundle_uri=bundled.uri,
+            bundle_digest=bundled.digest,
         ),
         run=manifest.run_spec(),
         author=co.source.author,

@@ -40,6 +40,11 @@ class BuildSection(BaseModel):
         description="Import package that receives _release.json; found under src/ if unset.",
     )
     lint: list[str] = Field(default_factory=lambda: ["ruff", "check", "."])
+    requirements: str | None = Field(
+        default=None,
+        description="A requirements file with --hash on every line that locks the runtime "
+        "dependencies; else uv.lock, else [project].dependencies resolved once at build.",
+    )
     dockerfile: str = "Dockerfile"
     image_tag: str | None = Field(
         default=None, description="Never set: images are tagged with the full commit SHA."
@@ -62,6 +67,11 @@ class TestSection(BaseModel):
     paths: list[str] = Field(default_factory=lambda: ["tests"])
     timeout_s: float = Field(default=600, gt=0)
     pytest_args: list[str] = Field(default_factory=list)
+    requires: list[str] = Field(
+        default_factory=lambda: ["pytest"],
+        description="What the tests need beside the service's dependencies and its "
+        "[project.optional-dependencies].test; locked with the runtime versions held.",
+    )
 
 
 class RunSection(BaseModel):
@@ -91,6 +101,18 @@ class RunSection(BaseModel):
         return value
 
 
+class ChecksSection(BaseModel):
+    """End-to-end checks against a deployed environment (tasks/checks.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: list[str] = Field(
+        min_length=1,
+        description="Run from the commit's tree with DELIVERY_URL set, e.g. "
+        "['pytest', 'checks']; exit 0 passes.",
+    )
+    timeout_s: float = Field(default=300, gt=0, le=3600)
+
+
 class ServiceManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     service: ServiceSection
@@ -98,6 +120,7 @@ class ServiceManifest(BaseModel):
     test: TestSection = Field(default_factory=TestSection)
     run: RunSection
     smoke: list[SmokeCheck] = Field(default_factory=list)
+    checks: ChecksSection | None = None
     #: the migrations lab's settings (baseline, url_env, python, ...); validated by
     #: migrations_lab.settings, which reads this table itself
     lab: dict[str, Any] = Field(default_factory=dict)

@@ -326,6 +326,8 @@ def plan_delivery(
         if env.migrations:
             stages.append(f"migrate {env.name}")
         stages.append(env.name if env.action == "deploy" else f"{env.name} (skipped: live)")
+        if manifest.checks is not None and env.action == "deploy":
+            stages.append(f"end-to-end checks in {env.name}: `{' '.join(manifest.checks.command)}`")
         if env.bake_s and env.action == "deploy":
             stages.append(f"monitor {env.name} ({env.bake_s:g}s bake)")
         previous = env.name
@@ -335,8 +337,10 @@ def plan_delivery(
         service=manifest.service.name,
         commit=source.commit,
         author=source.author,
-        build=f"{build.kind} built once from {source.commit[:10]} (reused if the artifact "
-        "store has it)",
+        build=(
+            "bundle (the wheel and its locked dependencies)" if build.kind == "wheel" else "image"
+        )
+        + f" built once from {source.commit[:10]} (reused if the artifact store has it)",
         tests=f"{' '.join(manifest.test.paths)} in parallel shards, timeout "
         f"{manifest.test.timeout_s:g}s (skipped if this commit and digest passed before)",
         stages=stages,

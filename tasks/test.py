@@ -1,8 +1,12 @@
 """Test stage: the service's suite, split into shards that run in parallel as mapped tasks.
 
-Each shard is a pytest process over the commit's tests with the built artifact (not the source
-tree) on PYTHONPATH, writing JUnit XML. The results are merged into one report; any failure
-stops the pipeline before anything is deployed. A failing test is a verdict: never retried.
+Each shard is a pytest process over the commit's tests against the built artifact (not the
+source tree), writing JUnit XML: for a bundle, in a virtualenv made from it, with exactly the
+locked versions instances run plus the test requirements the build locked beside them (an image
+installs that same bundle); for a release built before bundles, the tool's interpreter with its
+wheel unpacked on PYTHONPATH. The
+results are merged into one report; any failure stops the pipeline before anything is deployed.
+A failing test is a verdict: never retried.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from pathlib import Path
 from prefect import task
 from pydantic import BaseModel
 
-from prefect_delivery.blocks.artifacts import checked_wheel, unpack_wheel
+from prefect_delivery.blocks.artifacts import checked_bundle, checked_wheel, unpack_wheel
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
 from prefect_delivery.blocks.paths import atomic_write_text
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.targets.venv import is_venv, prepare_venv, venv_python
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 
@@ -149,7 +154,8 @@ def merge(results: list[ShardResult], wall_s: float, slowest: int = 5) -> SuiteR
 
 
 def prepare_test_tree(source_dir: Path, release: Release, paths: list[str]) -> Path:
-    """Check the tests exist and unpack the artifact they run against; returns its folder."""
+    """Check the tests exist and make what they run against: the release's test virtualenv
+    (a bundle), else the unpacked wheel; returns its folder."""
     missing = [p for p in paths if not (source_dir / p).exists()]
     if missing:
         raise ConfigError(
@@ -158,6 +164,9 @@ def prepare_test_tree(source_dir: Path, release: Release, paths: list[str]) -> P
             "tests cannot be delivered.",
             "add tests (pytest), or point [test].paths at them in delivery.toml.",
         )
+    if release.artifact.kind == "bundle" or release.artifact.bundle_uri:
+        bundle, wheels = checked_bundle(release, with_tests=True)
+        return prepare_venv(bundle, wheels, source_dir.parent / "test-venv", with_tests=True)
     return unpack_wheel(checked_wheel(release), source_dir.parent / "artifact")
 
 
@@ -172,14 +181,16 @@ def run_shard(
     durations_file: str | None = None,
     extra_args: list[str] | None = None,
 ) -> ShardResult:
-    """One pytest process over this shard's share; test failures are returned, not raised."""
+    """One pytest process over this shard's share; test failures are returned, not raised.
+    ``artifact_dir`` is what prepare_test_tree made: a virtualenv, or a folder for PYTHONPATH."""
     junit = Path(source_dir).parent / "junit" / f"shard-{index}-of-{count}.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
     report_file = junit.with_suffix(".shard.json")
     report_file.unlink(missing_ok=True)
+    in_venv = is_venv(Path(artifact_dir))
     argv = [
-        sys.executable,
+        str(venv_python(Path(artifact_dir))) if in_venv else sys.executable,
         "-m",
         "pytest",
         "-p",
@@ -200,9 +211,12 @@ def run_shard(
         argv.insert(-len(paths), f"--shard-durations={durations_file}")
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([artifact_dir, str(PLUGIN_DIR)]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(PLUGIN_DIR)] if in_venv else [artifact_dir, str(PLUGIN_DIR)]
+        ),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    env.pop("VIRTUAL_ENV", None)
     started = time.perf_counter()
     try:
         proc = subprocess.run(

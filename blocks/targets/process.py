@@ -1,10 +1,15 @@
 """ProcessTarget: instances of a release as local processes on free loopback ports.
 
-The wheel is checked against its digest and unpacked once per digest into the state folder;
-each instance runs the manifest's command with that folder on PYTHONPATH, in its own session so
-it outlives the flow run that started it. Each instance leaves a small JSON record beside it
-(its labels: service, environment, release, slot, pid and the pid's start time); ``list`` joins
-those records with /proc, so a pid that was reused by another program is not mistaken for ours.
+The release's bundle is checked against its digest and installed once per digest into its own
+virtualenv in the state folder (blocks/targets/venv.py: offline, hashes required, the build's
+Python version, nothing of the delivery tool's environment); each instance runs the manifest's
+command from that virtualenv (a leading ``python`` is its interpreter, any other first word is
+looked up in its ``bin/`` first), in its own session so it outlives the flow run that started
+it. A release built before bundles (a bare wheel) is unpacked and run on the tool's interpreter
+with the wheel on PYTHONPATH, so it can still be rolled back to. Each instance leaves a small
+JSON record beside it (its labels: service, environment, release, slot, pid and the pid's start
+time); ``list`` joins those records with /proc, so a pid that was reused by another program is
+not mistaken for ours.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from prefect_delivery.blocks.artifacts import checked_wheel, unpack_wheel
+from prefect_delivery.blocks.artifacts import checked_bundle, checked_wheel, unpack_wheel
 from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.paths import (
     atomic_write_json,
@@ -29,6 +34,7 @@ from prefect_delivery.blocks.paths import (
 )
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
+from prefect_delivery.blocks.targets.venv import Installer, prepare_venv, venv_python
 
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
 
@@ -49,8 +55,12 @@ class ProcessTarget(Block):
     )
     python: str = Field(
         default="",
-        description="Interpreter for 'python' in the start command; empty means the one "
-        "running the flow (it must have the service's dependencies installed).",
+        description="Interpreter for 'python' in the start command of a release built before "
+        "bundles (a bare wheel); empty means the one running the flow. A bundle runs in its "
+        "own virtualenv, on the Python version it was built for.",
+    )
+    installer: Installer = Field(
+        default="uv", description="What installs a bundle into its virtualenv: uv, or pip."
     )
     host: str = Field(default="127.0.0.1", description="Loopback address instances bind to.")
 
@@ -65,13 +75,22 @@ class ProcessTarget(Block):
     def release_dir(self, release: Release) -> Path:
         return self.releases_dir / release.digest.split(":", 1)[-1]
 
+    def venv_dir(self, release: Release) -> Path:
+        return self.release_dir(release) / "venv"
+
     # ----------------------------------------------------------------- Target
     def prepare(self, release: Release) -> None:
-        if release.artifact.kind != "wheel":
+        kind = release.artifact.kind
+        if kind == "bundle":
+            if (self.venv_dir(release) / ".complete").exists():
+                return
+            bundle, wheels = checked_bundle(release)
+            prepare_venv(bundle, wheels, self.venv_dir(release), installer=self.installer)
+            return
+        if kind != "wheel":
             raise ConfigError(
                 "environment target",
-                f"ProcessTarget runs wheels, but release {release.label} is a "
-                f"{release.artifact.kind}.",
+                f"ProcessTarget runs bundles and wheels, but release {release.label} is a {kind}.",
                 "use a DockerTarget for image releases, or build the service as a wheel.",
             )
         dest = self.release_dir(release)
@@ -80,11 +99,26 @@ class ProcessTarget(Block):
         unpack_wheel(checked_wheel(release), dest)
 
     def _argv(self, release: Release, port: int) -> list[str]:
-        python = self.python or sys.executable
         argv = [part.format(host=self.host, port=port) for part in release.run.command]
-        if argv and argv[0] in ("python", "python3"):
-            argv[0] = python
+        if not argv:
+            return argv
+        if release.artifact.kind == "bundle":
+            bin_dir = venv_python(self.venv_dir(release)).parent
+            if argv[0] in ("python", "python3"):
+                argv[0] = str(bin_dir / "python")
+            elif "/" not in argv[0] and (bin_dir / argv[0]).exists():
+                argv[0] = str(bin_dir / argv[0])  # a console script of the bundle (gunicorn)
+        elif argv[0] in ("python", "python3"):
+            argv[0] = self.python or sys.executable
         return argv
+
+    def _release_env(self, release: Release) -> dict[str, str]:
+        if release.artifact.kind != "bundle":
+            return {"PYTHONPATH": str(self.release_dir(release))}
+        venv = self.venv_dir(release)
+        tool_bin = str(Path(sys.executable).parent)  # the delivery tool's console scripts
+        path = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p != tool_bin]
+        return {"VIRTUAL_ENV": str(venv), "PATH": os.pathsep.join([str(venv / "bin"), *path])}
 
     def start(
         self, release: Release, environment: str, slot: str, env: dict[str, str] | None = None
@@ -95,8 +129,8 @@ class ProcessTarget(Block):
         instance_id = f"{environment}-{release.commit[:8]}-{slot}-{uuid.uuid4().hex[:6]}"
         port = free_port(self.host)
         child_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        child_env.update(self._release_env(release))
         child_env.update(
-            PYTHONPATH=str(self.release_dir(release)),
             PYTHONUNBUFFERED="1",
             PYTHONDONTWRITEBYTECODE="1",
             DELIVERY_INSTANCE=instance_id,

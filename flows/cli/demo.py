@@ -1,9 +1,9 @@
-"""``delivery demo``: deliver hello-service twice, release 1 then release 2, on this machine.
+"""``delivery demo``: deliver hello-service release after release, on this machine.
 
-The demo copies examples/hello-service into a git repository of its own under the state folder
-and commits two releases, so the second delivery really replaces a live release. It creates the
-blocks it needs, runs the delivery flow for each commit (auto-approved, recorded as such) and
-leaves staging and production running.
+The demo copies examples/hello-service (or the folder ``--service`` names) into a git
+repository of its own under the state folder and commits its releases, so each delivery really
+replaces a live release. It creates the blocks it needs, runs the delivery flow for each commit
+(auto-approved, recorded as such) and leaves staging and production running.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.flows.cli.common import EXIT_OK, state_dir
+from prefect_delivery.tasks.manifest import MANIFEST_NAME, load_manifest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-service"
 IGNORED = shutil.ignore_patterns(
@@ -42,7 +44,7 @@ class DemoRepo(BaseModel):
 
 def prepare_repo(state_dir: Path, source: Path = EXAMPLE) -> DemoRepo:
     """A fresh git repository holding a copy of the sample service."""
-    path = state_dir / "demo" / "hello-service"
+    path = state_dir / "demo" / source.name
     shutil.rmtree(path, ignore_errors=True)
     shutil.copytree(source, path, ignore=IGNORED)
     repo = DemoRepo(path=str(path))
@@ -147,7 +149,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     state = state_dir(args.state_dir)
-    databases = not args.no_database
+    service = _own_service(args.service)
+    # the schema change is hello-service's; another service is delivered without databases
+    databases = not args.no_database and service is None
     urls = create_local_blocks(
         LocalSetup(
             state_dir=str(state),
@@ -170,10 +174,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cleaned = [what for name in names for what in reset_environment(name)]
     if cleaned:
         print(f"Demo: starting from a clean slate ({'; '.join(cleaned)})")
-    repo = prepare_repo(state)
+    repo = prepare_repo(state) if service is None else prepare_repo(state, service)
     if args.target == "docker":
         set_build_kind(repo, "image")
-    if databases:
+    if service is not None:
+        name = load_manifest(service).service.name
+        plan = [(1, None, f"{name} as it is"), (2, None, "a second commit, delivered over it")]
+        print(
+            f"Demo: delivering {name} from {service} (no databases: the schema change is "
+            "hello-service's)"
+        )
+    elif databases:
         plan = SCHEMA_DEMO
         print(
             "Demo: each environment has its own PostgreSQL; hello-service splits people.name "
@@ -183,13 +194,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         plan = [(1, "1.0.0", "hello-service"), (2, "1.1.0", "a new greeting over release 1")]
     for number, version, what in plan:
-        if databases:
+        if service is not None:
+            if number > 1:
+                (Path(repo.path) / "DELIVERY_DEMO").write_text(f"release {number}\n")
+        elif databases:
             set_schema_release(repo, number)
             set_version(repo, version)
         else:
             set_version(repo, version, greeting="Hello again" if number > 1 else None)
-        sha = repo.commit_all(f"hello-service {version}: {what}")
-        print(f"\nDemo: delivering release {number} ({version}, commit {sha[:12]}): {what}")
+        sha = repo.commit_all(f"release {number}: {what}")
+        shown = f"{version}, " if version else ""
+        print(f"\nDemo: delivering release {number} ({shown}commit {sha[:12]}): {what}")
         summary, code = run_delivery(repo.path, sha, names, True, "artifacts", None)
         if code != EXIT_OK:
             return code
@@ -197,14 +212,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
             for line in _schema_lines(names):
                 print(line)
     number, version, _ = plan[-1]
-    print(f"\nBoth environments are running release {number} ({version}) from the same digest:")
+    shown = f" ({version})" if version else ""
+    print(f"\nBoth environments are running release {number}{shown} from the same digest:")
     print_status(status_report(names))
     print(f"\nDemo finished in {time.perf_counter() - started:.1f}s.")
     print(
-        "\nTry: curl " + urls["production"] + "/api/people   ·   `delivery status`   ·   "
-        "`delivery down` to stop everything"
+        "\nTry: curl "
+        + urls["production"]
+        + ("/api/people" if service is None else "/")
+        + "   ·   `delivery status`   ·   `delivery down` to stop everything"
     )
     return EXIT_OK
+
+
+def _own_service(path: str | None) -> Path | None:
+    """``--service PATH``: a service folder with a delivery.toml, checked before anything runs."""
+    if not path:
+        return None
+    folder = Path(path).expanduser().resolve()
+    if not (folder / MANIFEST_NAME).is_file():
+        raise ConfigError(
+            "--service",
+            f"{path} has no {MANIFEST_NAME}.",
+            "point --service at a service folder with a delivery.toml (see "
+            "examples/httpbin-service), or leave it out for hello-service.",
+        )
+    load_manifest(folder)  # a bad manifest is reported now, with its field and the fix
+    return folder
 
 
 def _schema_lines(names: list[str]) -> list[str]:
@@ -235,4 +269,9 @@ def add_commands(sub) -> None:
         "change, expand / migrate / contract, releases 1-4; --no-database: releases 1 and 2)",
     )
     local_options(demo, short=True)
+    demo.add_argument(
+        "--service",
+        help="deliver this service folder (with a delivery.toml) instead of hello-service: "
+        "two releases, no databases (e.g. examples/httpbin-service)",
+    )
     demo.set_defaults(func=cmd_demo)

@@ -70,6 +70,9 @@ def test_image_is_tagged_with_the_sha_pushed_and_pinned_by_the_registry_digest(
     labels = image.labels
     assert labels["org.opencontainers.image.revision"] == built_image.commit
     assert labels["org.prefect-delivery.wheel-digest"] == sha256_file(Path(artifact.wheel_uri))
+    # ... and the bundle whose locked set it installs (the one the tests ran in)
+    assert labels["org.prefect-delivery.bundle-digest"] == artifact.bundle_digest
+    assert sha256_file(Path(artifact.bundle_uri)) == artifact.bundle_digest
     assert built_image.commit in Path(artifact.wheel_uri).name
 
 

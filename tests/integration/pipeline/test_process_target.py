@@ -40,6 +40,12 @@ def test_start_list_stop(built_release):
             except httpx.HTTPError:
                 time.sleep(0.05)
         assert body == {"version": "3.0.0", "commit": built_release.commit}
+        # it runs on its bundle's virtualenv: the interpreter, and nothing on PYTHONPATH
+        pid = int(instance.handle.split(":")[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[0].decode() == str(target.venv_dir(built_release) / "bin" / "python")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not any(v.startswith(b"PYTHONPATH=") for v in environ)
         listed = target.list("t1")
         assert [i.id for i in listed] == [instance.id] and listed[0].alive
         assert listed[0].release.digest == built_release.digest
@@ -61,8 +67,40 @@ def test_a_crashed_instance_is_listed_as_not_alive(built_release):
     target.stop(instance)
 
 
-def test_wrong_digest_is_refused(built_release, tmp_path):
-    wheel = Path(built_release.artifact.uri)
+def copied_bundle(release, tmp_path: Path):
+    """A copy of the release's bundle folder, to tamper with."""
+    import shutil
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(Path(release.artifact.uri).parent, folder)
+    artifact = release.artifact.model_copy(update={"uri": str(folder / "bundle.json")})
+    return folder, release.model_copy(update={"artifact": artifact})
+
+
+def test_a_bundle_with_another_description_is_refused(built_release, tmp_path):
+    folder, copy = copied_bundle(built_release, tmp_path)
+    text = (folder / "bundle.json").read_text()
+    (folder / "bundle.json").write_text(text.replace('"version": "3.0.0"', '"version": "3.0.1"'))
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    with pytest.raises(ArtifactIntegrityError, match="refusing to run a different artifact"):
+        target.prepare(copy)
+
+
+def test_a_bundle_with_a_swapped_dependency_is_refused(built_release, tmp_path):
+    folder, copy = copied_bundle(built_release, tmp_path)
+    wheel = next((folder / "wheels").glob("starlette-*.whl"))
+    data = wheel.read_bytes()
+    wheel.unlink()
+    wheel.write_bytes(data + b"x")
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    with pytest.raises(ArtifactIntegrityError, match=r"starlette-.*sha256 differs"):
+        target.prepare(copy)
+    assert not target.venv_dir(copy).exists()
+
+
+def test_a_bare_wheel_with_the_wrong_digest_is_refused(built_release, tmp_path):
+    """A release built before bundles (a bare wheel) is still checked before it runs."""
+    wheel = Path(built_release.artifact.wheel_uri)
     tampered = tmp_path / wheel.name
     tampered.write_bytes(wheel.read_bytes() + b"x")
     bad = built_release.model_copy(

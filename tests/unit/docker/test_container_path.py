@@ -165,15 +165,22 @@ def test_dockerfile_must_exist_inside_the_service(tmp_path):
             dockerfile_path(tmp_path, "svc", escape, "c" * 40)
 
 
-def test_build_context_holds_the_tree_and_the_wheel(tmp_path):
+def test_build_context_holds_the_tree_the_wheel_and_its_locked_dependencies(tmp_path):
     tree = tmp_path / "tree"
     (tree / "src").mkdir(parents=True)
     (tree / "Dockerfile").write_text("FROM x\n")
     wheel = tmp_path / "svc-1.0.0+gabc-py3-none-any.whl"
     wheel.write_bytes(b"wheel")
-    arg = make_context(tree, wheel, tmp_path / "ctx")
-    assert arg == f"{WHEEL_DIR}/{wheel.name}"
-    assert (tmp_path / "ctx" / arg).read_bytes() == b"wheel"
+    dep = tmp_path / "dep-2.0-py3-none-any.whl"
+    dep.write_bytes(b"dependency")
+    args = make_context(tree, wheel, tmp_path / "ctx", [dep], "dep==2.0 --hash=sha256:ab\n")
+    assert args == {
+        "WHEEL": f"{WHEEL_DIR}/{wheel.name}",
+        "REQUIREMENTS": f"{WHEEL_DIR}/requirements.txt",
+    }
+    assert (tmp_path / "ctx" / args["WHEEL"]).read_bytes() == b"wheel"
+    assert (tmp_path / "ctx" / WHEEL_DIR / dep.name).read_bytes() == b"dependency"
+    assert (tmp_path / "ctx" / args["REQUIREMENTS"]).read_text() == "dep==2.0 --hash=sha256:ab\n"
     assert (tmp_path / "ctx" / "Dockerfile").exists() and (tmp_path / "ctx" / "src").is_dir()
 
 

@@ -101,20 +101,27 @@ def test_package_that_cannot_be_found(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "project,shown",
+    "project,where,problem",
     [
-        ('name = "svc"\ndynamic = ["version"]\n', "None"),
-        ('name = "svc"\nversion = "1.0.0+local"\n', "'1.0.0+local'"),
+        (
+            'name = "svc"\ndynamic = ["version"]\n',
+            "pyproject.toml version",
+            "the pipeline cannot tell where this project's version comes from",
+        ),
+        (
+            'name = "svc"\nversion = "1.0.0+local"\n',
+            "pyproject.toml [project].version",
+            "must be a version without a local label (got '1.0.0+local')",
+        ),
     ],
 )
-def test_version_that_cannot_be_pinned_is_refused(tmp_path: Path, project, shown):
-    from prefect_delivery.tasks.build import pin_version
+def test_version_that_cannot_be_stamped_is_refused(tmp_path: Path, project, where, problem):
+    from prefect_delivery.tasks.stamp import stamp_version
 
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text("[project]\n" + project)
     with pytest.raises(ConfigError) as info:
-        pin_version(pyproject, "a" * 40)
+        stamp_version(tmp_path, "a" * 40, str(tmp_path), None)
     message = str(info.value)
-    assert "pyproject.toml [project].version" in message
-    assert f"must be a static version without a local label (got {shown})" in message
+    assert where in message and problem in message
     assert pyproject.read_text() == "[project]\n" + project  # nothing was rewritten
