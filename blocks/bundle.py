@@ -102,7 +102,9 @@ class WheelPool:
         """Keep a wheel file (copied in atomically); returns it pinned by its sha256."""
         pinned = PinnedWheel(file=file.name, sha256=sha256_hex(file))
         dest = self.path(pinned)
-        if not dest.is_file():
+        if dest == file:
+            return pinned
+        if not dest.is_file() or sha256_hex(dest) != pinned.sha256:  # absent, or tampered with
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
             shutil.copyfile(file, tmp)

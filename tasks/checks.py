@@ -9,7 +9,8 @@ failed verification, and the check's last output (bounded, masked) is in the rep
 The suite runs from the commit's tree in the release's test environment (the virtualenv made
 from its bundle, with pytest), so a check imports the versions the release runs. It gets the
 environment in ``DELIVERY_URL`` (also ``BASE_URL``), ``DELIVERY_ENVIRONMENT`` and
-``DELIVERY_COMMIT``; a leading ``python`` or ``pytest`` is that environment's.
+``DELIVERY_COMMIT``, and nothing else of the worker's environment but PATH, locale, HOME and
+TMPDIR; a leading ``python`` or ``pytest`` is that environment's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from prefect_delivery.blocks.errors import ConfigError, quoted
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.targets.process import BASE_ENV_KEYS
 from prefect_delivery.blocks.targets.venv import is_venv, venv_python
 from prefect_delivery.tasks.runtime.log import run_logger
 
@@ -76,17 +78,17 @@ def run_checks(environment: str, url: str, release: Release, checks: Checks) -> 
 
     environment_dir = prepare_test_tree(Path(checks.source_dir), release, [])
     argv = checks_argv(checks.command, environment_dir)
-    env = {
-        **os.environ,
-        "DELIVERY_URL": url,
-        "BASE_URL": url,
-        "DELIVERY_ENVIRONMENT": environment,
-        "DELIVERY_COMMIT": release.commit,
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    env.pop("VIRTUAL_ENV", None)
-    env.pop("PYTHONPATH", None)
-    if not is_venv(environment_dir):  # an image release: its wheel, unpacked
+    # the service's code gets what it needs and nothing of the worker's (its Prefect API key,
+    # the blocks' secrets): the same short list of variables the process target gives instances
+    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    env.update(
+        DELIVERY_URL=url,
+        BASE_URL=url,
+        DELIVERY_ENVIRONMENT=environment,
+        DELIVERY_COMMIT=release.commit,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    if not is_venv(environment_dir):  # a release built before bundles: its wheel, unpacked
         env["PYTHONPATH"] = str(environment_dir)
     shown = " ".join(checks.command)
     started = time.perf_counter()
@@ -102,8 +104,7 @@ def run_checks(environment: str, url: str, release: Release, checks: Checks) -> 
     except FileNotFoundError:
         raise ConfigError(
             f"{release.service} delivery.toml [checks].command",
-            f"{checks.command[0]!r} was not found (in the release's test environment or on "
-            "PATH).",
+            f"{checks.command[0]!r} was not found (in the release's test environment or on PATH).",
             "name pytest, python, a script the service's test requirements install, or a "
             "command on the worker's PATH.",
         ) from None

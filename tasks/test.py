@@ -26,6 +26,7 @@ from prefect_delivery.blocks.artifacts import checked_bundle, checked_wheel, unp
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
 from prefect_delivery.blocks.paths import atomic_write_text
 from prefect_delivery.blocks.release import Release
+from prefect_delivery.blocks.targets.process import BASE_ENV_KEYS
 from prefect_delivery.blocks.targets.venv import is_venv, prepare_venv, venv_python
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
@@ -209,14 +210,15 @@ def run_shard(
     ]
     if durations_file and Path(durations_file).exists():
         argv.insert(-len(paths), f"--shard-durations={durations_file}")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
+    # the service's tests get nothing of the worker's environment (its Prefect API key, say)
+    # but PATH, locale, HOME and TMPDIR, as its instances do
+    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    env.update(
+        PYTHONPATH=os.pathsep.join(
             [str(PLUGIN_DIR)] if in_venv else [artifact_dir, str(PLUGIN_DIR)]
         ),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    env.pop("VIRTUAL_ENV", None)
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     started = time.perf_counter()
     try:
         proc = subprocess.run(

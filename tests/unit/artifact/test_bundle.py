@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,37 @@ def test_an_installer_is_given_the_bundle_files_own_hashes(tmp_path):
     dep = b.runtime[0]
     assert b.install_requirements() == f"dep==2.0 --hash=sha256:{dep.sha256}\n"
     assert bundle(tmp_path, runtime=[]).install_requirements() == ""
+
+
+def test_a_cached_wheel_whose_bytes_changed_is_fetched_again(tmp_path, monkeypatch):
+    """A file in the pool or the machine's cache is used only while its bytes still have the
+    hash it is kept under; a tampered one is fetched again (pip, hashes required)."""
+    from prefect_delivery.tasks import lock
+
+    good = b"the real wheel"
+    sha = hashlib.sha256(good).hexdigest()
+    name = "six-1.17.0-py2.py3-none-any.whl"
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DELIVERY_WHEEL_CACHE", str(cache))
+    (cache / "wheels" / sha).mkdir(parents=True)
+    (cache / "wheels" / sha / name).write_bytes(b"tampered")
+    fetched = []
+
+    def pip_wheel(argv, what, cwd=None, stdin=None):
+        out = Path(argv[argv.index("--wheel-dir") + 1])
+        out.mkdir(parents=True)
+        (out / name).write_bytes(good)
+        fetched.append(what)
+        return ""
+
+    monkeypatch.setattr(lock, "_run", pip_wheel)
+    pool = WheelPool(tmp_path / "store")
+    wheels = lock.fetch_wheels(f"six==1.17.0 \\\n    --hash=sha256:{sha}\n", pool)
+    assert fetched == ["fetching the locked wheels"]
+    assert wheels == [PinnedWheel(file=name, sha256=sha)]
+    assert pool.path(wheels[0]).read_bytes() == good
+    assert (cache / "wheels" / sha / name).read_bytes() == good  # the cache is mended too
+    # the next build finds it in the pool and fetches nothing
+    fetched.clear()
+    assert lock.fetch_wheels(f"six==1.17.0 --hash=sha256:{sha}\n", pool) == wheels
+    assert fetched == []

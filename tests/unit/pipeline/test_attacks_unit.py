@@ -177,3 +177,25 @@ def test_a_restarted_run_delivers_the_commit_it_first_resolved(tmp_path):
     assert json.loads(
         (Path(envs[0].state_dir) / "checkpoints" / f"{run}-commit.json").read_text()
     ) == {"commit": first, "asked": "HEAD"}
+
+
+def test_the_service_tests_get_nothing_of_the_worker_environment(tmp_path, monkeypatch):
+    """A service's test suite is the service's code: it must not read the worker's Prefect API
+    key (or anything else the worker holds) from its environment."""
+    from prefect_delivery.tasks.test import run_shard
+
+    monkeypatch.setenv("PREFECT_API_KEY", "pnu_worker_secret_123")
+    monkeypatch.setenv("SOME_TOKEN", "worker-token-456")
+    source = tmp_path / "src"
+    (source / "tests").mkdir(parents=True)
+    (source / "tests" / "test_env.py").write_text(
+        "import os\n\n"
+        "def test_the_worker_environment_is_not_here():\n"
+        "    assert 'PREFECT_API_KEY' not in os.environ and 'SOME_TOKEN' not in os.environ\n"
+        "    assert os.environ['PATH']\n"
+    )
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    result = run_shard.fn(str(source), str(artifact), ["tests"], 0, 1, 120)
+    assert result.exit_code == 0, result.output_tail
+    assert [c.outcome for c in result.cases] == ["passed"]
