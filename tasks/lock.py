@@ -34,7 +34,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.bundle import PinnedWheel, WheelPool, sha256_hex
-from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
+from prefect_delivery.blocks.errors import (
+    ConfigError,
+    DeliveryError,
+    GateFailed,
+    InfrastructureError,
+    quoted,
+)
 from prefect_delivery.blocks.paths import atomic_write_json
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -104,13 +110,22 @@ def _cache(root: Path, kind: str, key: dict) -> Path:
 
 
 def compile_requirements(inputs: list[str], constraints: str, python: str) -> str:
+    """Resolve with hashes against the index; when the index does not answer, from what uv's
+    cache already knows (a build whose dependencies were resolved before survives an outage)."""
     with tempfile.TemporaryDirectory(prefix="pd-lock-") as tmp:
         argv = [uv(), "pip", "compile", "-", "--generate-hashes", "--no-header", "--quiet"]
         argv += ["--python-version", python, "--no-annotate"]
         if constraints:
             (Path(tmp) / "c.txt").write_text(constraints + "\n")
             argv += ["--constraint", str(Path(tmp) / "c.txt")]
-        return _run(argv, "resolving the dependencies (uv pip compile)", stdin="\n".join(inputs))
+        what, stdin = "resolving the dependencies (uv pip compile)", "\n".join(inputs)
+        try:
+            return _run(argv, what, stdin=stdin)
+        except InfrastructureError as online:
+            try:
+                return _run([*argv, "--offline"], what + " from uv's cache", stdin=stdin)
+            except DeliveryError:
+                raise online from None
 
 
 def _declared(tree: Path) -> tuple[list[str], list[str]]:
