@@ -9,6 +9,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+#: all a service's code gets of the environment it is started from (instances, its tests, its
+#: end-to-end checks): nothing of the worker's own (its Prefect API key, say)
+BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+
+
+def service_env() -> dict[str, str]:
+    """The worker's environment, reduced to ``BASE_ENV_KEYS``."""
+    return {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+
 
 def default_state_dir() -> str:
     """Where runtime state lives unless a block says otherwise: $DELIVERY_STATE_DIR or XDG."""

@@ -15,7 +15,6 @@ TMPDIR; a leading ``python`` or ``pytest`` is that environment's.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -25,8 +24,8 @@ from prefect import task
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.errors import ConfigError, quoted
+from prefect_delivery.blocks.paths import service_env
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.blocks.targets.process import BASE_ENV_KEYS
 from prefect_delivery.blocks.targets.venv import is_venv, venv_python
 from prefect_delivery.tasks.runtime.log import run_logger
 
@@ -80,7 +79,7 @@ def run_checks(environment: str, url: str, release: Release, checks: Checks) -> 
     argv = checks_argv(checks.command, environment_dir)
     # the service's code gets what it needs and nothing of the worker's (its Prefect API key,
     # the blocks' secrets): the same short list of variables the process target gives instances
-    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    env = service_env()
     env.update(
         DELIVERY_URL=url,
         BASE_URL=url,

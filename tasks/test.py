@@ -4,9 +4,8 @@ Each shard is a pytest process over the commit's tests against the built artifac
 source tree), writing JUnit XML: for a bundle, in a virtualenv made from it, with exactly the
 locked versions instances run plus the test requirements the build locked beside them (an image
 installs that same bundle); for a release built before bundles, the tool's interpreter with its
-wheel unpacked on PYTHONPATH. The
-results are merged into one report; any failure stops the pipeline before anything is deployed.
-A failing test is a verdict: never retried.
+wheel unpacked on PYTHONPATH. The results are merged into one report; any failure stops the
+pipeline before anything is deployed. A failing test is a verdict: never retried.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ from pydantic import BaseModel
 
 from prefect_delivery.blocks.artifacts import checked_bundle, checked_wheel, unpack_wheel
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
-from prefect_delivery.blocks.paths import atomic_write_text
+from prefect_delivery.blocks.paths import atomic_write_text, service_env
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.blocks.targets.process import BASE_ENV_KEYS
 from prefect_delivery.blocks.targets.venv import is_venv, prepare_venv, venv_python
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
@@ -212,7 +210,7 @@ def run_shard(
         argv.insert(-len(paths), f"--shard-durations={durations_file}")
     # the service's tests get nothing of the worker's environment (its Prefect API key, say)
     # but PATH, locale, HOME and TMPDIR, as its instances do
-    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    env = service_env()
     env.update(
         PYTHONPATH=os.pathsep.join(
             [str(PLUGIN_DIR)] if in_venv else [artifact_dir, str(PLUGIN_DIR)]

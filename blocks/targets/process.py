@@ -31,12 +31,11 @@ from prefect_delivery.blocks.paths import (
     default_state_dir,
     free_port,
     process_start_ticks,
+    service_env,
 )
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
 from prefect_delivery.blocks.targets.venv import Installer, prepare_venv, venv_python
-
-BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
 
 
 class ProcessTarget(Block):
@@ -128,7 +127,7 @@ class ProcessTarget(Block):
         folder.mkdir(parents=True, exist_ok=True)
         instance_id = f"{environment}-{release.commit[:8]}-{slot}-{uuid.uuid4().hex[:6]}"
         port = free_port(self.host)
-        child_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        child_env = service_env()
         child_env.update(self._release_env(release))
         child_env.update(
             PYTHONUNBUFFERED="1",
