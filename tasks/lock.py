@@ -75,14 +75,15 @@ def _run(argv: list[str], what: str, cwd: Path | None = None, stdin: str | None 
     return proc.stdout
 
 
+def _name(requirement: str) -> str:
+    """The normalised project name a requirement line starts with ('' for none)."""
+    match = REQUIREMENT_START.match(requirement.strip())
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower() if match else ""
+
+
 def requirement_names(text: str) -> set[str]:
     """Normalised project names of a requirements text (hash and comment lines skipped)."""
-    names = set()
-    for line in text.splitlines():
-        line = line.strip()
-        if match := REQUIREMENT_START.match(line):
-            names.add(re.sub(r"[-_.]+", "-", match.group(0)).lower())
-    return names
+    return {name for name in map(_name, text.splitlines()) if name}
 
 
 def unhashed(text: str) -> list[str]:
@@ -155,11 +156,17 @@ def locked_set(tree: Path, manifest, store_root: Path, python: str = PYTHON) -> 
         source = f"requirements file {declared}"
         _, tests = _declared(tree)
     elif (tree / "uv.lock").is_file():
+        # the lock is the service's: both sets are exported from it as they are (markers kept,
+        # evaluated when the wheels are fetched), never resolved again
         export = [uv(), "export", "--frozen", "--no-emit-project", "--no-header", "--quiet"]
         runtime = _run([*export, "--no-dev"], "uv export (uv.lock)", cwd=tree)
         with_tests = _run([*export, "--all-extras", "--all-groups"], "uv export", cwd=tree)
-        tests = [line for line in pins(with_tests).splitlines() if line]
-        source = "uv.lock"
+        locked_tests = _without(with_tests, requirement_names(runtime))
+        missing = [r for r in extra_tests if _name(r) not in requirement_names(with_tests)]
+        if missing:  # what [test].requires adds beyond the lock, with the lock's versions held
+            resolved = compile_requirements(missing, pins(with_tests), python)
+            locked_tests += _without(resolved, requirement_names(with_tests))
+        return LockedSet(requirements=runtime, test_requirements=locked_tests, source="uv.lock")
     else:
         deps, tests = _declared(tree)
         key = {"deps": deps, "python": python}
@@ -186,8 +193,8 @@ def _without(text: str, names: set[str]) -> str:
     """The requirement blocks of ``text`` (a line and its continuation lines) not in ``names``."""
     kept, keep = [], True
     for line in text.splitlines():
-        if match := REQUIREMENT_START.match(line):
-            keep = re.sub(r"[-_.]+", "-", match.group(0)).lower() not in names
+        if REQUIREMENT_START.match(line):
+            keep = _name(line) not in names
         if keep:
             kept.append(line)
     return "\n".join(kept) + ("\n" if kept else "")

@@ -183,3 +183,34 @@ def test_a_cached_wheel_whose_bytes_changed_is_fetched_again(tmp_path, monkeypat
     fetched.clear()
     assert lock.fetch_wheels(f"six==1.17.0 --hash=sha256:{sha}\n", pool) == wheels
     assert fetched == []
+
+
+def test_a_uv_lock_is_exported_as_it_is_never_resolved_again(monkeypatch, tmp_path):
+    """A service with a uv.lock: both sets come from `uv export --frozen` (offline), markers
+    kept; the test set is what the lock's extras add; nothing is resolved."""
+    import shutil
+
+    from prefect_delivery.tasks import lock
+    from prefect_delivery.tasks.manifest import parse_manifest
+
+    tree = tmp_path / "svc"
+    shutil.copytree(Path(__file__).parents[2] / "fixtures" / "uvlock-service", tree)
+
+    def no_resolution(*args, **kwargs):
+        raise AssertionError("a uv.lock must not be resolved again")
+
+    monkeypatch.setattr(lock, "compile_requirements", no_resolution)
+    manifest = parse_manifest(
+        '[service]\nname = "uvl-svc"\n[run]\ncommand = ["python", "-m", "uvl_svc", "{port}"]\n'
+    )
+    locked = lock.locked_set(tree, manifest, tmp_path / "store")
+    assert locked.source == "uv.lock"
+    assert lock.requirement_names(locked.requirements) == {"tabulate"}
+    assert "tabulate==0.9.0" in locked.requirements and "--hash=sha256:" in locked.requirements
+    assert {"pytest", "pluggy", "iniconfig"} <= lock.requirement_names(locked.test_requirements)
+    assert "tabulate" not in lock.requirement_names(locked.test_requirements)
+    # a platform's dependency keeps its marker (and is left out where it is false)
+    assert "colorama==0.4.6 ; sys_platform == 'win32'" in locked.test_requirements
+    assert "colorama" not in {
+        r.split("==")[0] for r, _ in lock.locked_blocks(locked.test_requirements)
+    }
