@@ -26,7 +26,8 @@ from prefect_delivery.blocks.artifacts import ArtifactStore
 from prefect_delivery.blocks.bundle import Bundle
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.tasks.lock import PYTHON, fetch_wheels, locked_set, uv
+from prefect_delivery.blocks.targets.venv import uv
+from prefect_delivery.tasks.lock import PYTHON, fetch_wheels, locked_set
 from prefect_delivery.tasks.manifest import ServiceManifest, load_manifest
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES

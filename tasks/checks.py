@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from prefect_delivery.blocks.errors import ConfigError, quoted
 from prefect_delivery.blocks.paths import service_env
 from prefect_delivery.blocks.release import Release
-from prefect_delivery.blocks.targets.venv import is_venv, venv_python
+from prefect_delivery.blocks.targets.venv import in_venv, is_venv
 from prefect_delivery.tasks.runtime.log import run_logger
 
 
@@ -51,21 +51,13 @@ class ChecksResult(BaseModel):
 
 
 def checks_argv(command: list[str], environment_dir: Path) -> list[str]:
-    """The command with a leading python/pytest (or a script of the release's test
+    """The command with a leading python or pytest (or a script of the release's test
     environment) taken from that environment."""
-    argv = list(command)
+    argv = ["python", "-m", "pytest", *command[1:]] if command[0] == "pytest" else list(command)
     if is_venv(environment_dir):
-        bin_dir = venv_python(environment_dir).parent
-        if argv[0] in ("python", "python3"):
-            argv[0] = str(bin_dir / "python")
-        elif argv[0] == "pytest":
-            argv[:1] = [str(bin_dir / "python"), "-m", "pytest"]
-        elif "/" not in argv[0] and (bin_dir / argv[0]).exists():
-            argv[0] = str(bin_dir / argv[0])
-    elif argv[0] in ("python", "python3"):
+        return in_venv(argv, environment_dir)
+    if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
-    elif argv[0] == "pytest":
-        argv[:1] = [sys.executable, "-m", "pytest"]
     return argv
 
 

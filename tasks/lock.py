@@ -42,6 +42,7 @@ from prefect_delivery.blocks.errors import (
     quoted,
 )
 from prefect_delivery.blocks.paths import atomic_write_json
+from prefect_delivery.blocks.targets.venv import uv
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 REQUIREMENT_START = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -51,12 +52,6 @@ class LockedSet(BaseModel):
     requirements: str  # runtime, with hashes
     test_requirements: str  # what the tests add, with hashes (runtime versions held)
     source: str
-
-
-def uv() -> str:
-    from uv import find_uv_bin  # the uv wheel from PyPI: the binary beside this interpreter
-
-    return find_uv_bin()
 
 
 def _run(argv: list[str], what: str, cwd: Path | None = None, stdin: str | None = None) -> str:

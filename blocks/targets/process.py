@@ -35,7 +35,7 @@ from prefect_delivery.blocks.paths import (
 )
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
-from prefect_delivery.blocks.targets.venv import Installer, prepare_venv, venv_python
+from prefect_delivery.blocks.targets.venv import Installer, in_venv, prepare_venv
 
 
 class ProcessTarget(Block):
@@ -102,12 +102,8 @@ class ProcessTarget(Block):
         if not argv:
             return argv
         if release.artifact.kind == "bundle":
-            bin_dir = venv_python(self.venv_dir(release)).parent
-            if argv[0] in ("python", "python3"):
-                argv[0] = str(bin_dir / "python")
-            elif "/" not in argv[0] and (bin_dir / argv[0]).exists():
-                argv[0] = str(bin_dir / argv[0])  # a console script of the bundle (gunicorn)
-        elif argv[0] in ("python", "python3"):
+            return in_venv(argv, self.venv_dir(release))
+        if argv[0] in ("python", "python3"):
             argv[0] = self.python or sys.executable
         return argv
 

@@ -77,10 +77,22 @@ def _run(argv: list[str], what: str) -> None:
         raise InfrastructureError(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
-def _uv() -> str:
+def uv() -> str:
+    """The uv binary (the `uv` wheel from PyPI, beside this interpreter)."""
     from uv import find_uv_bin
 
     return find_uv_bin()
+
+
+def in_venv(argv: list[str], venv: Path) -> list[str]:
+    """``argv`` with a leading ``python`` (or a console script the virtualenv has, such as
+    gunicorn) taken from ``venv``."""
+    bin_dir = venv_python(venv).parent
+    if argv and argv[0] in ("python", "python3"):
+        return [str(bin_dir / "python"), *argv[1:]]
+    if argv and "/" not in argv[0] and (bin_dir / argv[0]).exists():
+        return [str(bin_dir / argv[0]), *argv[1:]]
+    return list(argv)
 
 
 def prepare_venv(
@@ -105,9 +117,9 @@ def prepare_venv(
             python = str(venv_python(dest))
             what = f"preparing {bundle.service} {bundle.version} ({installer})"
             if installer == "uv":
-                make = [_uv(), "venv", "--quiet", "--python", base, "--no-python-downloads"]
+                make = [uv(), "venv", "--quiet", "--python", base, "--no-python-downloads"]
                 _run([*make, str(dest)], what)
-                install = [_uv(), "pip", "install", "--quiet", "--python", python, "--offline"]
+                install = [uv(), "pip", "install", "--quiet", "--python", python, "--offline"]
             else:
                 _run([base, "-m", "venv", "--without-pip", str(dest)], what)
                 install = [sys.executable, "-m", "pip", "--python", python, "install", "-q"]
