@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -54,6 +59,52 @@ def test_start_list_stop(built_release):
     assert target.list("t1") == []
     with pytest.raises(httpx.HTTPError):
         httpx.get(instance.url + "/healthz", timeout=1)
+
+
+HELLO_RUNTIME = ["starlette", "uvicorn", "sqlalchemy", "psycopg", "psycopg-binary"]
+
+
+def test_the_tool_cannot_import_the_service():
+    proc = subprocess.run([sys.executable, "-c", "import hello_service"], capture_output=True)
+    assert proc.returncode != 0 and b"ModuleNotFoundError" in proc.stderr
+
+
+def test_a_running_instance_loads_nothing_from_the_tools_environment(built_release):
+    """The delivery tool needs starlette, uvicorn (Prefect's server), SQLAlchemy and psycopg
+    (Alembic, the lab) itself, so hello-service's dependencies are all importable there: what
+    counts is that the instance never takes them from there. Python's verbose mode makes the
+    running instance name every file it imports: each of its packages comes from the bundle's
+    virtualenv and none from the tool's site-packages; and the virtualenv's interpreter has no
+    directory of the tool's on its path."""
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    instance = target.start(built_release, "t3", "blue", env={"PYTHONVERBOSE": "1"})
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(instance.url + "/healthz", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        venv = target.venv_dir(built_release)
+        tool_sites = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+        log = target.logs(instance, lines=100_000)
+        loaded = set(re.findall(r"(/\S+/site-packages/[^/\s']+)", log))
+        packages = {path.rsplit("/", 1)[1] for path in loaded}
+        assert {"starlette", "uvicorn", "hello_service"} <= packages, sorted(packages)
+        assert all(path.startswith(f"{venv}/") for path in loaded), sorted(loaded)
+        assert not any(path.startswith(site) for path in loaded for site in tool_sites)
+    finally:
+        target.stop(instance)
+    probe = (
+        "import json, sys, importlib.metadata as md; print(json.dumps({'path': sys.path, "
+        "'dists': {n: str(md.distribution(n).locate_file('')) for n in sys.argv[1:]}}))"
+    )
+    seen = json.loads(subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe, *HELLO_RUNTIME],
+        check=True, capture_output=True, text=True, env={}).stdout)
+    assert not set(seen["path"]) & (tool_sites | {sys.prefix}), seen["path"]
+    for name, where in seen["dists"].items():
+        assert where.startswith(f"{venv}/"), (name, where)
 
 
 def test_a_crashed_instance_is_listed_as_not_alive(built_release):
