@@ -106,7 +106,10 @@ def format_report(report: LabReport) -> str:
     upgraded = [r for r in report.revisions if r.judged == "upgraded"]
     if report.baseline:
         replayed = any(r.roundtrip and r.roundtrip.status != "skipped" for r in history)
-        how = ("round-tripped" if replayed or not report.provider else
+        down = any(r.roundtrip and "from baseline_schema down" in " ".join(r.roundtrip.notes)
+                   for r in history)
+        how = ("round-tripped from baseline_schema down" if down else
+               "round-tripped" if replayed or not report.provider else
                "not replayed, the database starts from baseline_schema")
         out.append(f"baseline: {report.baseline} ({_n(len(history), 'revision')} of history: "
                    f"{how}; phases and lint not judged)")
@@ -127,7 +130,9 @@ def format_report(report: LabReport) -> str:
         out.append(f"{r.revision}  {label}  release {r.release}  {r.path}  {verdict}")
         if r.judged == "history" and r.ok and not r.findings:
             rt = r.roundtrip.status if r.roundtrip else "not run"
-            out[-1] += f"  (round trip: {'not replayed' if rt == 'skipped' else rt})"
+            if rt == "skipped":
+                rt = r.roundtrip.notes[0] if r.roundtrip.notes else "not replayed"
+            out[-1] += f"  (round trip: {rt})"
             continue
         if r.judged == "history":
             out.append("    lint: not judged (history)")

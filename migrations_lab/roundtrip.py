@@ -12,6 +12,13 @@ Promises checked (every phase; the message says what the phase promised):
 A lossy downgrade is a finding naming the table, the column and what differs. A failing
 step is a finding with the error and the revision the database was left at; when an upgrade
 fails the later revisions are not reached.
+
+History that starts from a dump (``baseline_schema``: production's schema at the baseline) is
+round-tripped the other way, from the top: for each revision from the baseline down,
+snapshot S -> downgrade -> snapshot D -> upgrade (== S?) -> downgrade (== D?), which is what
+rolling production back through its history would run. Schema only (a dump holds no rows);
+a downgrade that fails stops the descent (the revisions below are not reached). The dump is
+loaded again afterwards, so the revisions after the baseline start from production's schema.
 """
 
 from __future__ import annotations
@@ -102,13 +109,10 @@ def round_trip(
         skip: set[str] = set()
         if start is not None:
             skip = _start_at(runner, url, plan, start, version_table)
+            results.update(_descend(runner, url, plan, skip, version_table))
+            _restart_at(runner, url, plan, start, version_table)
         for info in plan.revisions:
             if info.revision in skip:
-                results[info.revision] = RoundTrip(
-                    revision=info.revision, status="skipped",
-                    notes=[f"not replayed: the database starts from baseline_schema at "
-                           f"{start[0] if start else ''}"],
-                )
                 continue
             if blocked:
                 results[info.revision] = RoundTrip(
@@ -165,6 +169,100 @@ def _rebuild(runner: Runner, url: UrlLike, plan: PhasePlan, revision: str,
         return
     rt.notes.append(f"the database was rebuilt from base up to {revision} (without seed "
                     "data) so the later revisions are still round-tripped")
+
+
+def _descend(runner: Runner, url: UrlLike, plan: PhasePlan, history: set[str],
+             version_table: str) -> dict[str, RoundTrip]:
+    """Round-trip the history from the baseline down (the database is at the baseline)."""
+    results: dict[str, RoundTrip] = {}
+    down = [info for info in reversed(plan.revisions) if info.revision in history]
+    blocked: str | None = None
+    for info in down:
+        if blocked:
+            results[info.revision] = RoundTrip(
+                revision=info.revision, status="skipped",
+                notes=[f"not reached: revision {blocked} could not be downgraded on the way "
+                       "down from baseline_schema"],
+            )
+            continue
+        rt = _one_down(runner, info, url, version_table)
+        results[info.revision] = rt
+        if runner.current() != info.down_revision and not _left_below(rt):
+            blocked = info.revision
+    return results
+
+
+def _left_below(rt: RoundTrip) -> bool:
+    """The last downgrade worked: the descent can go on from the revision below."""
+    return bool(rt.steps) and rt.steps[-1].name.startswith("downgrade") and rt.steps[-1].ok
+
+
+def _one_down(runner: Runner, info: RevisionInfo, url: UrlLike,
+              version_table: str) -> RoundTrip:
+    rt = RoundTrip(revision=info.revision, notes=[
+        "round-tripped from baseline_schema down: downgrade, upgrade, downgrade (schema only: "
+        "the dump holds no rows)"])
+
+    def snap() -> Snapshot:
+        with connect(runner.engine, url) as conn:
+            return take(conn, exclude=(version_table,))
+
+    def step(name: str, direction: str, rule: str) -> bool:
+        started = time.monotonic()
+        try:
+            runner.step(info.revision, direction)  # type: ignore[arg-type]
+        except LabError as exc:
+            text = f"{exc.where}: {exc.problem}"
+            rt.steps.append(Step(name=name, ok=False, seconds=_since(started), detail=text))
+            if direction == "downgrade":
+                text += f" ({_PROMISE[info.phase]}.)"
+            rt.findings.append(Finding(
+                check="roundtrip", rule=rule, revision=info.revision, path=info.path,
+                message=text, fix=exc.fix,
+            ))
+            rt.status = "failed"
+            return False
+        rt.steps.append(Step(name=name, ok=True, seconds=_since(started)))
+        return True
+
+    at = snap()
+    if not step("downgrade", "downgrade", "downgrade-failed"):
+        return rt
+    below = snap()
+    if not step("upgrade", "upgrade", "upgrade-failed"):
+        return rt
+    rt.upgrade_sql = list(runner.last_statements)
+    for d in diff_schema(at, snap()):
+        rt.status = "failed"
+        rt.findings.append(Finding(
+            check="roundtrip", rule="downgrade-schema-differs", revision=info.revision,
+            path=info.path, table=d.table, fix="make downgrade() the exact inverse of upgrade()",
+            message=(f"revision {info.revision} ({info.path}): downgrading from the baseline's "
+                     f"schema and upgrading again does not give that schema back: {d}. "
+                     f"{_PROMISE[info.phase]}."),
+        ))
+    if not step("downgrade again", "downgrade", "downgrade-failed"):
+        return rt
+    for d in diff_schema(below, snap()):
+        rt.status = "failed"
+        rt.findings.append(Finding(
+            check="roundtrip", rule="reupgrade-schema-differs", revision=info.revision,
+            path=info.path, table=d.table,
+            fix="make upgrade() and downgrade() give the same result every time",
+            message=(f"revision {info.revision} ({info.path}): its second downgrade gives "
+                     f"another schema than its first: {d}."),
+        ))
+    return rt
+
+
+def _restart_at(runner: Runner, url: UrlLike, plan: PhasePlan, start: tuple[str, str],
+                version_table: str) -> None:
+    """The database back at exactly the dump, for the revisions after the baseline."""
+    with connect(runner.engine, url) as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+        conn.commit()
+    _start_at(runner, url, plan, start, version_table)
 
 
 def _start_at(runner: Runner, url: UrlLike, plan: PhasePlan, start: tuple[str, str],

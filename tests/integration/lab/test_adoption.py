@@ -87,6 +87,60 @@ def test_baseline_in_alembic_ini_makes_revisions_history(pg_cluster, tmp_path):
     assert failing(report) == [("0002", "missing-phase")]
 
 
+def _production_dump(root: Path, db, tmp_path: Path) -> Path:
+    """What a user dumps from production: the database at the head, schema only."""
+    from prefect_delivery.migrations_lab import apply_pending
+    from prefect_delivery.migrations_lab.postgres import find_bindir
+
+    apply_pending(root, db.url)
+    url = db.url.get_secret_value().replace("postgresql+psycopg://", "postgresql://")
+    dump = tmp_path / "production.sql"
+    dump.write_text(subprocess.run(
+        [str(find_bindir() / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
+         "-d", url], check=True, capture_output=True, text=True).stdout)
+    return dump
+
+
+def _baseline_from(root: Path, dump: Path, baseline: str) -> None:
+    ini = root / "alembic.ini"
+    ini.write_text(ini.read_text() + f"\n[migrations_lab]\nbaseline = {baseline}\n"
+                   f"baseline_schema = {dump}\n")
+
+
+def test_history_from_a_dump_is_round_tripped_from_the_baseline_down(pg_cluster, db, tmp_path):
+    root = _without_phase(tmp_path)
+    _baseline_from(root, _production_dump(root, db, tmp_path), "0002")
+    report = check(root, cluster=pg_cluster)
+    text = format_report(report)
+    assert report.ok, text
+    assert "2 revisions of history: round-tripped from baseline_schema down" in text
+    for r in report.revisions:
+        assert r.judged == "history" and r.roundtrip.status == "passed", text
+        assert [s.name for s in r.roundtrip.steps] == ["downgrade", "upgrade",
+                                                       "downgrade again"]
+
+
+def test_a_history_downgrade_that_fails_stops_the_descent_and_says_where(pg_cluster, db,
+                                                                         tmp_path):
+    root = _without_phase(tmp_path)
+    dump = _production_dump(root, db, tmp_path)
+    second = root / "versions" / "0002_add_title.py"
+    second.write_text(second.read_text().replace(
+        'op.drop_column("notes", "title")', 'raise NotImplementedError("no way back")'))
+    _baseline_from(root, dump, "0002")
+    report = check(root, cluster=pg_cluster)
+    text = format_report(report)
+    first, top = report.revisions
+    assert top.roundtrip.status == "failed", text
+    (down,) = [f for f in top.findings if f.rule == "downgrade-failed"]
+    assert down.severity == "warning" and down.message.startswith("[history]")
+    assert "0002_add_title.py:" in down.message and "no way back" in down.message
+    assert first.roundtrip.status == "skipped"
+    assert "not reached: revision 0002 could not be downgraded" in text
+    # history is never judged: a warning, not an error
+    assert failing(report) == []
+
+
 def test_baseline_in_delivery_toml_and_cli_since(pg_cluster, tmp_path, capsys):
     root = _without_phase(tmp_path)
     (tmp_path / "delivery.toml").write_text('[lab]\nbaseline = "0002"\n')
