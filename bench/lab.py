@@ -8,7 +8,10 @@ Projects:
 - JupyterHub 6.1.1 from PyPI (19 revisions since 2016, env.py in its own virtualenv through
   ``--python``), twice: the whole history replayed from the 0.5 schema its first revision
   assumes, and adopted with a baseline at the 4.1.6 production head (the schema a JupyterHub
-  4.1.6 created itself, pg_dumped), the six newer revisions judged in full.
+  4.1.6 created itself, pg_dumped), the six newer revisions judged in full;
+- Prefect's own server history (PostgreSQL, over a hundred revisions since 2021, from this
+  project's Prefect wheel), the whole history from an empty database with the last three
+  judged (env.py in a fresh process of this interpreter: asyncpg, an AnyIO worker thread).
 
 For each: the wall time of ``python -m prefect_delivery.migrations_lab check`` as a
 subprocess, measured by this script's clock (includes interpreter start and the cluster's
@@ -39,6 +42,7 @@ from support.real_history import (  # noqa: E402
     PRODUCTION_HEAD,
     adoption_ini,
     make_venvs,
+    prefect_adoption,
     production_schema,
     site_dir,
 )
@@ -95,6 +99,7 @@ def main() -> None:
         "jupyterhub, baseline 4.1.6": adoption_ini(args.cache / "adopt", alembic_dir, {
             "python": str(venvs["current"]), "baseline": PRODUCTION_HEAD,
             "baseline_schema": str(dump)}),
+        "prefect, whole history": prefect_adoption(args.cache / "prefect")[0],
     }
     print(f"\n{'project':28} {'revs':>4} {'wall (cli)':>10} {'plan+lint':>9} "
           f"{'cluster':>8} {'round trips':>11}  result")

@@ -41,6 +41,8 @@ from prefect_delivery.migrations_lab.urls import UrlLike, mask, reveal, scrub
 log = logging.getLogger("migrations_lab.apply")
 
 LOCK_NOT_AVAILABLE = "55P03"
+#: how a failure of env.py itself (before any revision ran) starts
+UNDRIVABLE = "the lab cannot drive this env.py"
 ENV_IGNORES_CONNECTION = (
     "env.py does not run migrations on config.attributes['connection']: it opens its own "
     "connection from the URL (sqlalchemy.url or an environment variable the lab set), so the "
@@ -288,7 +290,7 @@ class Runner:
         names = ", ".join(self.project.url_env)
         return MigrationFailed(
             f"{env_py}{f':{line}' if line else ''}",
-            f"the lab cannot drive this env.py: it raised {info.get('type')}: {reason} before "
+            f"{UNDRIVABLE}: it raised {info.get('type')}: {reason} before "
             f"any revision ran ({direction} to {revision}). "
             + HOW_TO_DRIVE.format(names=names) + ".",
             "make env.py take the database from one of these (the Alembic cookbook: use "

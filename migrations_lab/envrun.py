@@ -120,14 +120,19 @@ class EnvRunner:
     """Runs Alembic commands on one project's env.py."""
 
     def __init__(self, ini_path: str, ini_section: str, script_location: str,
-                 url_env: list[str], timeouts: dict[str, int], offline_url: str):
+                 url_env: list[str], timeouts: dict[str, int], offline_url: str,
+                 url_driver: str | None = None):
         self.ini_path = ini_path
         self.ini_section = ini_section
         self.script_location = script_location
         self.url_env = list(url_env)
+        self.url_driver = url_driver
         self.timeouts = timeouts
         self.offline_url = offline_url
         self.convention: str | None = None
+        #: env.py drives async code through anyio.from_thread (Prefect's): commands run in an
+        #: AnyIO worker thread (found like the Engine convention: the first call says so)
+        self.worker_thread = False
         self._revision_files: set[str] | None = None
 
     # -- config ---------------------------------------------------------------------------
@@ -143,6 +148,11 @@ class EnvRunner:
         return cfg
 
     def _env_vars(self, url: str, expose_url: bool = True) -> dict[str, str]:
+        if self.url_driver:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(url).set(drivername=self.url_driver).render_as_string(
+                hide_password=False)
         values = dict.fromkeys(self.url_env, url) if expose_url else {}
         values["PGOPTIONS"] = (f"-c lock_timeout={int(self.timeouts.get('lock_timeout_ms', 2000))}"
                                f" -c statement_timeout="
@@ -210,6 +220,8 @@ class EnvRunner:
             self.timeouts = dict(timeouts)
         url = _driver(url)
         fn = command.upgrade if direction == "upgrade" else command.downgrade
+        if self.worker_thread:
+            fn = _in_worker_thread(fn)
         engine = create_engine(url, poolclass=NullPool, connect_args={
             "connect_timeout": int(self.timeouts.get("connect_timeout_s", 10)),
             "application_name": "migrations_lab"})
@@ -228,6 +240,9 @@ class EnvRunner:
                         self.convention = CONNECTION if used else URL
                         return {"convention": self.convention, "statements": _ddl(used)}
                     except Exception as exc:
+                        if _expects_worker_thread(exc) and not used and not self.worker_thread:
+                            self.worker_thread = True  # nothing ran: the same command again
+                            return self.run(direction, target, url, timeouts, expose_url)
                         if not (_expects_engine(exc) and not used):
                             raise StepFailed(describe(exc, self.env_py,
                                                       self.revision_files())) from None
@@ -262,6 +277,21 @@ class EnvRunner:
                 if conn.in_transaction():
                     conn.rollback()
                 raise
+
+
+def _expects_worker_thread(exc: BaseException) -> bool:
+    """anyio.from_thread called outside a worker thread (``NoEventLoopError``)."""
+    return type(exc).__name__ == "NoEventLoopError" or "AnyIO worker thread" in str(exc)
+
+
+def _in_worker_thread(fn: Any) -> Any:
+    def call(*args: Any) -> Any:
+        import anyio
+        import anyio.to_thread
+
+        return anyio.run(anyio.to_thread.run_sync, lambda: fn(*args))
+
+    return call
 
 
 def _ddl(statements: list[str]) -> list[str]:

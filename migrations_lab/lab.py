@@ -74,7 +74,8 @@ def check(
                              baseline_schema=baseline_schema)
     interpreter = (resolve_python(settings.python, settings.source("python"))
                    if settings.python else None)
-    project = AlembicProject(path, python=interpreter, url_env=settings.url_env)
+    project = AlembicProject(path, python=interpreter, url_env=settings.url_env,
+                             url_driver=settings.url_driver)
     try:
         return _check(project, settings, started, clock, provider=provider,
                       provider_options=provider_options, cluster=cluster, compat=compat,
@@ -108,6 +109,7 @@ def _check(project: AlembicProject, settings: LabSettings, started: float,
         per_rev[rev].findings.extend(findings)
         per_rev[rev].linted = True
     clock["plan+lint"] = round(time.monotonic() - started, 3)
+    project.restart()
 
     config = CompatConfig(commands=compat) if isinstance(compat, dict) else compat
     schema_sql = _read_sql(settings, "base_schema")

@@ -78,6 +78,7 @@ class AlembicProject:
 
     def __init__(self, path: str | os.PathLike[str], *, ini_section: str = "alembic",
                  python: str | None = None, url_env: list[str] | None = None,
+                 url_driver: str | None = None,
                  timeouts: dict[str, int] | None = None):
         p = Path(path).expanduser()
         if p.is_dir():
@@ -101,6 +102,7 @@ class AlembicProject:
         #: the release's interpreter that runs env.py (None: this one), see driver.py
         self.python = python
         self.url_env = list(url_env) if url_env is not None else list(DEFAULT_URL_ENV)
+        self.url_driver = url_driver
         self.timeouts = dict(timeouts or {})
         self._driver: Driver | None = None
         self._scripts: tuple[list[RevisionScript], list[str]] | None = None
@@ -115,10 +117,18 @@ class AlembicProject:
         if self._driver is None:
             setup = {"ini_path": str(self.ini_path), "ini_section": self.ini_section,
                      "script_location": self._script_location, "url_env": self.url_env,
+                     "url_driver": self.url_driver,
                      "timeouts": self.timeouts, "offline_url": OFFLINE_URL}
             self._driver = (ReleaseInterpreter(self.python, setup, self.root) if self.python
                             else InProcess(setup))
         return self._driver
+
+    def restart(self) -> None:
+        """The next command starts a fresh env.py process (the release's interpreter): what
+        env.py cached while rendering offline (Prefect caches its database interface, with
+        the offline URL) never reaches the rehearsal."""
+        if self.python:
+            self.close()
 
     def close(self) -> None:
         if self._driver is not None:

@@ -30,7 +30,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
 
-from prefect_delivery.migrations_lab.apply import ENV_IGNORES_CONNECTION, RetryPolicy, Runner
+from prefect_delivery.migrations_lab.apply import (
+    ENV_IGNORES_CONNECTION,
+    UNDRIVABLE,
+    RetryPolicy,
+    Runner,
+)
 from prefect_delivery.migrations_lab.connect import TimeoutSettings, connect
 from prefect_delivery.migrations_lab.errors import LabConfigError, LabError
 from prefect_delivery.migrations_lab.findings import Finding
@@ -126,9 +131,12 @@ def round_trip(
                 rt = _one(runner, info, url, seed, pairs, version_table)
             results[info.revision] = rt
             if rt.status == "failed" and runner.current() != info.revision:
-                if _upgraded_once(rt):
-                    # the upgrade worked, going back (or up again) did not: rebuild the
-                    # database up to this revision so the later revisions are still judged
+                # going back (or up again) failed, or the upgrade failed on the seeded rows
+                # (a NOT NULL column without a default on a table that has rows): rebuild the
+                # database up to this revision without rows, so the later revisions are
+                # still judged; an upgrade that fails on the empty schema too blocks them
+                # (and so does an env.py the lab cannot drive: nothing to rebuild with)
+                if not any(UNDRIVABLE in f.message for f in rt.findings):
                     _rebuild(runner, url, plan, info.revision, base_schema, rt, start,
                              version_table)
                 if runner.current() != info.revision:
@@ -140,10 +148,6 @@ def round_trip(
                 fix=ENV_IGNORES_CONNECTION.split(" Fix: ")[1],
             ))
     return results
-
-
-def _upgraded_once(rt: RoundTrip) -> bool:
-    return any(step.name == "upgrade" and step.ok for step in rt.steps)
 
 
 def _rebuild(runner: Runner, url: UrlLike, plan: PhasePlan, revision: str,

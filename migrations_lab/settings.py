@@ -8,6 +8,7 @@ Read from two places (later wins), then from the command line:
        [migrations_lab]
        baseline = 4621fec11365           # revisions up to this one are history
        url_env = DATABASE_URL HUB_DB_URL # env vars env.py may read the URL from
+       url_driver = postgresql+asyncpg   # the driver in those URLs (an async env.py)
        python = /srv/hub/.venv/bin/python
        base_schema = %(here)s/base.sql   # schema the first revision expects
        baseline_schema = %(here)s/prod.sql  # or: the schema at the baseline (a dump)
@@ -25,20 +26,25 @@ Read from two places (later wins), then from the command line:
 not required to carry phase annotations or to pass lint. Everything after it is judged in full.
 ``url_env``: the lab sets every one of these variables (default :data:`DEFAULT_URL_ENV`) to
 the ephemeral database while env.py runs, so an env.py that reads one never sees another
-database. ``python``: an interpreter (or a virtualenv folder) with the release's own
+database. ``url_driver``: the SQLAlchemy dialect+driver written into those variables
+(default: the driver the interpreter has, psycopg or else psycopg2), for an env.py that builds
+an engine of its own with another driver (Prefect's builds an asyncpg one). ``python``: an
+interpreter (or a virtualenv folder) with the release's own
 dependencies; env.py and the revisions then run in a subprocess of it. ``base_schema``: SQL
 run on the empty database before the first revision, for a history whose first revision
 assumes tables Alembic did not create. ``baseline_schema``: the schema *at the baseline*
 (``pg_dump --schema-only --no-owner --no-privileges`` of a database that runs the baseline,
-e.g. production): the lab starts from it, stamped at the baseline, instead of replaying the
-history (for a history that cannot be replayed from an empty database: one that relies on
-``create_all`` for some tables, or whose old revisions no longer run with today's libraries).
+e.g. production): the lab starts from it, stamped at the baseline, and round-trips the history
+from the top down instead of replaying it upwards (for a history that cannot be replayed from
+an empty database: one that relies on ``create_all`` for some tables, or whose old revisions
+no longer run with today's libraries).
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -68,6 +74,7 @@ class LabSettings(BaseModel):
 
     baseline: str | None = None
     url_env: list[str] = Field(default_factory=lambda: list(DEFAULT_URL_ENV))
+    url_driver: str | None = None
     python: str | None = None
     base_schema: str | None = None
     baseline_schema: str | None = None
@@ -80,6 +87,14 @@ class LabSettings(BaseModel):
         for name in value:
             if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
                 raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @field_validator("url_driver")
+    @classmethod
+    def _driver(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"postgresql(\+[a-z0-9_]+)?", value):
+            raise ValueError(f"{value!r} is not a PostgreSQL dialect+driver such as "
+                             "postgresql+asyncpg")
         return value
 
     def source(self, key: str) -> str:
@@ -150,8 +165,8 @@ def load_settings(ini_path: Path, **overrides: Any) -> LabSettings:
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = ("is not a lab setting (known: baseline, url_env, python, base_schema, "
-                       "baseline_schema)")
+                msg = ("is not a lab setting (known: baseline, url_env, url_driver, python, "
+                       "base_schema, baseline_schema)")
             raise LabConfigError(f"{where} {key}", f"{msg}.",
                                  "see migrations_lab/settings.py for the settings") from None
         for key, value in raw.items():

@@ -68,3 +68,30 @@ def adoption_ini(folder: Path, alembic_dir: Path, settings: dict[str, str]) -> P
     ini = folder / "alembic.ini"
     ini.write_text("\n".join(lines) + "\n")
     return ini
+
+
+#: Prefect's own server history (PostgreSQL), as this project's Prefect wheel from PyPI ships it
+PREFECT_URL_ENV = "PREFECT_API_DATABASE_CONNECTION_URL"
+
+
+def prefect_adoption(folder: Path, judged: int = 3) -> tuple[Path, list[str]]:
+    """The alembic.ini a Prefect operator writes to run the lab on the installed Prefect's
+    migrations (its own ini picks the versions folder per dialect at run time), with the
+    baseline ``judged`` revisions before the head, and the revisions base first. env.py builds
+    its own asyncpg engine from the setting above and runs from an AnyIO worker thread; it
+    runs in a fresh process of this interpreter."""
+    import prefect.server.database as db
+    from alembic.script import ScriptDirectory
+
+    migrations = Path(db.__file__).parent / "_migrations"
+    versions = migrations / "versions" / "postgresql"
+    script = ScriptDirectory(str(migrations), version_locations=[str(versions)])
+    order = [s.revision for s in script.walk_revisions("base", "heads")][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    ini = folder / "alembic.ini"
+    ini.write_text("\n".join([
+        "[alembic]", f"script_location = {migrations}", f"version_locations = {versions}",
+        "path_separator = os", "", "[migrations_lab]", f"python = {sys.executable}",
+        f"url_env = {PREFECT_URL_ENV}", "url_driver = postgresql+asyncpg",
+        f"baseline = {order[-judged - 1]}", ""]))
+    return ini, order

@@ -26,6 +26,7 @@ def failing(report):
     ("sqlalchemy_url", True),
     ("env_var", True),
     ("custom_env_var", True),
+    ("async_worker", True),  # Prefect's: url_driver asyncpg, run from an AnyIO worker thread
 ])
 def test_every_common_env_py_convention_is_driven(pg_cluster, monkeypatch, convention,
                                                   own_connection):

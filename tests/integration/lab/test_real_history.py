@@ -152,3 +152,46 @@ def test_without_the_release_interpreter_the_lab_says_to_name_it(hub, capsys):
     assert "Alembic cannot read the revisions (in the lab's interpreter" in err
     assert "ModuleNotFoundError: No module named 'jupyterhub'" in err
     assert "run the lab with the release's interpreter (--python PATH" in err
+
+
+@pytest.mark.slow
+def test_prefect_whole_history_every_revision_round_tripped(pg_cluster, tmp_path):
+    """Prefect's server history (over a hundred revisions since 2021) from an empty database,
+    the last three judged: every revision is reached and round-tripped; the history's own
+    problems are warnings, and after the baseline only real findings remain."""
+    from support.real_history import prefect_adoption
+
+    from prefect_delivery.migrations_lab.apply import UNDRIVABLE
+
+    ini, order = prefect_adoption(tmp_path / "prefect")
+    report = check(ini, cluster=pg_cluster)
+    assert report.baseline == order[-4]
+    text = format_report(report)
+    revs = {r.revision: r for r in report.revisions}
+    assert list(revs) == order and len(order) >= 100, text
+    # every revision round-tripped: none skipped, none left unreached, env.py always driven
+    # (an asyncpg engine of its own, from an AnyIO worker thread)
+    assert {r.roundtrip.status for r in report.revisions} <= {"passed", "failed"}, text
+    assert "not reached" not in text and UNDRIVABLE not in text
+    assert [f.rule for f in report.findings] == ["env-ignores-connection"]
+    # after the baseline: round trips pass; the findings are real (no phases yet, and
+    # whatever lint says of their SQL), never the lab's
+    judged = [r for r in report.revisions if r.judged == "full"]
+    assert [r.revision for r in judged] == order[-3:]
+    for r in judged:
+        assert r.roundtrip.status == "passed", text
+        assert "missing-phase" in {f.rule for f in r.findings}
+    assert {f.revision for f in report.all_findings() if f.failing} <= set(order[-3:])
+    # history: Prefect's own old problems, reported as warnings, and the round trip goes on
+    history = [f for r in report.revisions if r.judged == "history" for f in r.findings]
+    assert history and all(f.severity == "warning" and f.message.startswith("[history]")
+                           for f in history)
+    found = {(f.revision, f.rule) for f in history}
+    # a NOT NULL column without a default on a table with rows: fails on the seeded data,
+    # works on the empty schema, so the database is rebuilt without rows and the lab goes on
+    assert ("b68b3cad6b8a", "upgrade-failed") in found
+    assert "NotNullViolation" in next(f.message for f in history if f.revision == "b68b3cad6b8a")
+    assert any("rebuilt from base up to b68b3cad6b8a (without seed data)" in n
+               for n in revs["b68b3cad6b8a"].roundtrip.notes)
+    # a backfill whose downgrade keeps what it filled in
+    assert ("14dc68cc5853", "lossy-downgrade") in found

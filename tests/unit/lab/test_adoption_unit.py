@@ -66,13 +66,18 @@ def test_settings_defaults_ini_toml_and_cli_precedence(tmp_path):
     assert s.source("baseline").endswith("delivery.toml [lab] baseline")
     assert load_settings(ini, baseline="ccc", since=None).baseline == "ccc"
 
-    assert load_settings(_ini(tmp_path / "other")).url_env == list(DEFAULT_URL_ENV)
+    defaults = load_settings(_ini(tmp_path / "other"))
+    assert defaults.url_env == list(DEFAULT_URL_ENV) and defaults.url_driver is None
+    driven = _ini(tmp_path / "async", "[migrations_lab]\nurl_driver = postgresql+asyncpg\n")
+    assert load_settings(driven).url_driver == "postgresql+asyncpg"
 
 
 @pytest.mark.parametrize(("section", "expected"), [
     ("[migrations_lab]\nbasline = x\n", "basline: is not a lab setting"),
     ("[migrations_lab]\nurl_env = 9LIVES\n", "url_env: '9LIVES' is not an environment variable"),
     ("[migrations_lab]\nbaseline_schema = prod.sql\n", "is set without a baseline"),
+    ("[migrations_lab]\nurl_driver = asyncpg\n",
+     "url_driver: 'asyncpg' is not a PostgreSQL dialect+driver such as postgresql+asyncpg"),
 ])
 def test_bad_settings_name_the_file_the_key_and_the_fix(tmp_path, section, expected):
     with pytest.raises(LabConfigError) as err:
