@@ -154,10 +154,7 @@ def _rebuild(runner: Runner, url: UrlLike, plan: PhasePlan, revision: str,
              base_schema: str | None, rt: RoundTrip, start: tuple[str, str] | None,
              version_table: str) -> None:
     """Empty the database and upgrade it from base to ``revision`` (no seed data)."""
-    with connect(runner.engine, url) as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-        conn.commit()
+    _empty(runner, url)
     if base_schema:
         _base_schema(runner, url, base_schema)
     skip = _start_at(runner, url, plan, start, version_table) if start else set()
@@ -191,14 +188,9 @@ def _descend(runner: Runner, url: UrlLike, plan: PhasePlan, history: set[str],
             continue
         rt = _one_down(runner, info, url, version_table)
         results[info.revision] = rt
-        if runner.current() != info.down_revision and not _left_below(rt):
+        if runner.current() != info.down_revision:  # a downgrade failed: no way further down
             blocked = info.revision
     return results
-
-
-def _left_below(rt: RoundTrip) -> bool:
-    """The last downgrade worked: the descent can go on from the revision below."""
-    return bool(rt.steps) and rt.steps[-1].name.startswith("downgrade") and rt.steps[-1].ok
 
 
 def _one_down(runner: Runner, info: RevisionInfo, url: UrlLike,
@@ -208,26 +200,14 @@ def _one_down(runner: Runner, info: RevisionInfo, url: UrlLike,
         "the dump holds no rows)"])
 
     def snap() -> Snapshot:
-        with connect(runner.engine, url) as conn:
-            return take(conn, exclude=(version_table,))
+        return _snapshot(runner, url, version_table)
 
-    def step(name: str, direction: str, rule: str) -> bool:
-        started = time.monotonic()
-        try:
-            runner.step(info.revision, direction)  # type: ignore[arg-type]
-        except LabError as exc:
-            text = f"{exc.where}: {exc.problem}"
-            rt.steps.append(Step(name=name, ok=False, seconds=_since(started), detail=text))
-            if direction == "downgrade":
-                text += f" ({_PROMISE[info.phase]}.)"
-            rt.findings.append(Finding(
-                check="roundtrip", rule=rule, revision=info.revision, path=info.path,
-                message=text, fix=exc.fix,
-            ))
-            rt.status = "failed"
-            return False
-        rt.steps.append(Step(name=name, ok=True, seconds=_since(started)))
-        return True
+    def step(name: str, direction: Literal["upgrade", "downgrade"], rule: str) -> bool:
+        if _attempt(rt, info, name, lambda: runner.step(info.revision, direction), rule):
+            return True
+        if direction == "downgrade":
+            rt.findings[-1].message += f" ({_PROMISE[info.phase]}.)"
+        return False
 
     at = snap()
     if not step("downgrade", "downgrade", "downgrade-failed"):
@@ -262,10 +242,7 @@ def _one_down(runner: Runner, info: RevisionInfo, url: UrlLike,
 def _restart_at(runner: Runner, url: UrlLike, plan: PhasePlan, start: tuple[str, str],
                 version_table: str) -> None:
     """The database back at exactly the dump, for the revisions after the baseline."""
-    with connect(runner.engine, url) as conn:
-        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-        conn.commit()
+    _empty(runner, url)
     _start_at(runner, url, plan, start, version_table)
 
 
@@ -325,24 +302,10 @@ def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None
     rt = RoundTrip(revision=info.revision)
 
     def snap() -> Snapshot:
-        with connect(runner.engine, url) as conn:
-            return take(conn, exclude=(version_table,))
+        return _snapshot(runner, url, version_table)
 
     def step(name: str, fn: Callable[[], object], rule: str) -> bool:
-        started = time.monotonic()
-        try:
-            fn()
-        except LabError as exc:
-            text = f"{exc.where}: {exc.problem}"
-            rt.steps.append(Step(name=name, ok=False, seconds=_since(started), detail=text))
-            rt.findings.append(Finding(
-                check="roundtrip", rule=rule, revision=info.revision, path=info.path,
-                message=text, fix=exc.fix,
-            ))
-            rt.status = "failed"
-            return False
-        rt.steps.append(Step(name=name, ok=True, seconds=_since(started)))
-        return True
+        return _attempt(rt, info, name, fn, rule)
 
     def do_seed() -> None:
         with connect(runner.engine, url) as conn:
@@ -368,6 +331,37 @@ def _one(runner: Runner, info: RevisionInfo, url: UrlLike, seed: SeedHook | None
     again = snap()
     _compare(rt, info, upgraded, again, "upgrade again", tolerate=set(), pairs=pairs)
     return rt
+
+
+def _snapshot(runner: Runner, url: UrlLike, version_table: str) -> Snapshot:
+    with connect(runner.engine, url) as conn:
+        return take(conn, exclude=(version_table,))
+
+
+def _attempt(rt: RoundTrip, info: RevisionInfo, name: str, fn: Callable[[], object],
+             rule: str) -> bool:
+    """Run one step of a round trip; a failure is a finding and fails the round trip."""
+    started = time.monotonic()
+    try:
+        fn()
+    except LabError as exc:
+        text = f"{exc.where}: {exc.problem}"
+        rt.steps.append(Step(name=name, ok=False, seconds=_since(started), detail=text))
+        rt.findings.append(Finding(
+            check="roundtrip", rule=rule, revision=info.revision, path=info.path,
+            message=text, fix=exc.fix,
+        ))
+        rt.status = "failed"
+        return False
+    rt.steps.append(Step(name=name, ok=True, seconds=_since(started)))
+    return True
+
+
+def _empty(runner: Runner, url: UrlLike) -> None:
+    with connect(runner.engine, url) as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+        conn.commit()
 
 
 def _seed(conn: Connection, revision: str | None, hook: SeedHook | None,
