@@ -1,7 +1,8 @@
 """Benchmark: three judges side by side on recorded per-request traces (issue 13).
 
-    python -m bench.judge              # replay bench/traces/*.npz (deterministic, seeded)
-    python -m bench.judge --record     # record new traces live first (about 5 minutes)
+    python -m bench.judge                        # replay the newest recording (seeded)
+    python -m bench.judge --traces 2026-12-01    # replay another recording (bench/traces/<it>)
+    python -m bench.judge --record               # record new traces live first (~15 minutes)
 
 Traces (bench/judge_live.py): real hello-service processes on loopback, a CPU-noise process,
 both sides probed in the same windows the way the pipeline probes (httpx, two workers per
@@ -44,12 +45,11 @@ from prefect_delivery.tasks.judge import Analysis, JudgePolicy, Observations, Ou
 
 TODAY = VerificationSettings(latency_tolerance=0.20, latency_slack_ms=10.0)
 
-TRACES = Path(__file__).resolve().parent / "traces"
+TRACES = Path(__file__).resolve().parent / "traces"  # one folder per recording
 INTERVAL_S = 5  # StrategySettings.analysis_interval_s
 STEP_S = 120  # the step window of this bench (a canary step here is 5 s to 15 min)
 BAKE_S = 3600
 LATE_START_S = 1800
-AA = ["aa1", "aa2", "aa3", "aa4"]
 TARGETS = {  # regression -> (detection target, where)
     "+5 % 5xx": 0.95,
     "+50 % latency": 0.95,
@@ -75,8 +75,9 @@ class Trace:
         return lat, d["status"][i:j], d["path"][i:j]
 
 
-def load(name: str) -> Trace:
-    with np.load(TRACES / f"{name}.npz") as data:
+def load(path: Path) -> Trace:
+    name = path.stem
+    with np.load(path) as data:
         meta = json.loads(str(data["meta"]))
         paths = np.array(meta["paths"], dtype=object)
         sides = {
@@ -266,18 +267,28 @@ def fmt_rate(t: Tally) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--record", action="store_true", help="record traces live first")
+    parser.add_argument(
+        "--traces",
+        default="",
+        help="a recording under bench/traces (default: the newest, or the one --record made)",
+    )
     parser.add_argument("--aa-runs", type=int, default=200)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--bake-runs", type=int, default=100)
     parser.add_argument("--aa-bakes", type=int, default=4)
     args = parser.parse_args(argv)
+    folder = TRACES / args.traces if args.traces else max(p for p in TRACES.iterdir() if p.is_dir())
     if args.record:
         from bench.judge_live import record
 
-        record()
+        folder = record()
+    if not folder.is_dir() or not any(folder.glob("aa*.npz")):
+        known = ", ".join(sorted(p.name for p in TRACES.iterdir() if p.is_dir()))
+        print(f"bench.judge: --traces {args.traces!r}: no recording at {folder} (known: {known})")
+        return 2
     started = time.perf_counter()
-    traces = {p.stem: load(p.stem) for p in sorted(TRACES.glob("*.npz"))}
-    aa = [traces[n] for n in AA]
+    traces = {p.stem: load(p) for p in sorted(folder.glob("*.npz"))}
+    aa = [t for n, t in traces.items() if n.startswith("aa")]
     ok = np.concatenate(
         [t.sides["stable"]["latency_ms"][t.sides["stable"]["status"] == 200] for t in aa]
     )
@@ -296,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = JudgePolicy()
     bake_policy = JudgePolicy(kind="bake", horizon_s=BAKE_S)
     sizes = ", ".join(f"{n} {sum(t.meta['requests'].values())} req" for n, t in traces.items())
-    print(f"traces: {sizes}")
+    print(f"traces: {folder.relative_to(TRACES.parent.parent)} ({slow.meta['machine']}): {sizes}")
     print(f"probe rate under CPU noise: {rate:.0f} requests/s per side (2 workers per instance)")
     print(f"A/A latency (stable side, answers 200): p50 {p50:.2f} ms, p95 {p95:.2f} ms")
     print(
@@ -332,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         ("+20 % latency", add_delay(0.20), args.runs),
         ("+50 % latency", add_delay(0.50), args.runs),
         (
-            f"slow:0.002 recorded (p50 {slow_shift[0]:+.0%}, p95 {slow_shift[1]:+.0%})",
+            f"{slow.meta['fault']} recorded (p50 {slow_shift[0]:+.0%}, p95 {slow_shift[1]:+.0%})",
             of("slow"),
             args.runs,
         ),

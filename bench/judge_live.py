@@ -1,6 +1,6 @@
 """Live recording for bench/judge.py: real hello-service instances, a CPU-noise process, probes.
 
-    python -m bench.judge --record            # writes bench/traces/*.npz (a few minutes)
+    python -m bench.judge --record            # writes bench/traces/<today>/*.npz (~15 min)
 
 Each scenario starts a fresh pair of hello-service processes on free loopback ports (the
 "stable" side always a good release, the "new" side with the scenario's fault), starts a
@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT / "bench" / "traces"
+TRACES = ROOT / "bench" / "traces"  # one folder per recording, named by its date
 PATHS = ["/api/greeting?name=delivery", "/api/stats", "/api/people"]  # hello-service's smoke
 CONCURRENCY = 2  # ProbeSource's default, per instance
 TIMEOUT_S = 5.0  # VerificationSettings.timeout_s
@@ -113,7 +113,9 @@ def probe_side(port: int, seconds: float, t0: float, out: list) -> None:
         thread.join()
 
 
-def record_scenario(name: str, fault: str, seconds: float, seed: int, variant: str = "") -> dict:
+def record_scenario(
+    folder: Path, name: str, fault: str, seconds: float, seed: int, variant: str = ""
+) -> dict:
     stable, stable_port = start_instance("none")
     new, new_port = start_instance(fault, variant)
     noise_proc = subprocess.Popen(
@@ -164,27 +166,32 @@ def record_scenario(name: str, fault: str, seconds: float, seed: int, variant: s
         "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
         "requests": {label: len(rows) for label, rows in sides.items()},
     }
-    TRACES.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(TRACES / f"{name}.npz", meta=json.dumps(meta), **arrays)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / f"{name}.npz", meta=json.dumps(meta), **arrays)
     return meta
 
 
-def baseline_p50_ms(names: list[str]) -> float:
+def baseline_p50_ms(folder: Path, names: list[str]) -> float:
     values = []
     for name in names:
-        with np.load(TRACES / f"{name}.npz") as data:
+        with np.load(folder / f"{name}.npz") as data:
             ok = (data["stable_status"] > 0) & (data["stable_status"] < 500)
             values.append(data["stable_lat_10us"][ok] / 100)
     return float(np.median(np.concatenate(values)))
 
 
-def record(seconds_aa: float = 45, seconds_regression: float = 20) -> list[dict]:
+def record(seconds_aa: float = 90, seconds_regression: float = 20, pairs: int = 8) -> Path:
+    """``pairs`` A/A pairs (each a fresh pair of processes: where the machine places them is
+    part of the noise), then the regressions, into bench/traces/<today>/; returns the folder."""
+    folder = TRACES / time.strftime("%Y-%m-%d")
+    for old in folder.glob("*.npz"):
+        old.unlink()
     metas = []
-    aa = ["aa1", "aa2", "aa3", "aa4"]
+    aa = [f"aa{i + 1}" for i in range(pairs)]
     for i, name in enumerate(aa):
-        metas.append(record_scenario(name, "none", seconds_aa, seed=11 + i))
+        metas.append(record_scenario(folder, name, "none", seconds_aa, seed=11 + i))
         print(f"recorded {name}: {metas[-1]['requests']}", flush=True)
-    p50 = baseline_p50_ms(aa)
+    p50 = baseline_p50_ms(folder, aa)
     # asyncio's timers round up to whole milliseconds, so the smallest delay that lands is 1 ms;
     # choose the delay from the recorded A/A median (half of it: a +50 % regression), at least 1 ms.
     delay_ms = max(1, round(0.5 * p50))
@@ -195,9 +202,11 @@ def record(seconds_aa: float = 45, seconds_regression: float = 20) -> list[dict]
         ("http404", "none", "no-stats"),
     ]
     for i, (name, fault, variant) in enumerate(plan):
-        metas.append(record_scenario(name, fault, seconds_regression, seed=31 + i, variant=variant))
+        metas.append(
+            record_scenario(folder, name, fault, seconds_regression, seed=31 + i, variant=variant)
+        )
         print(f"recorded {name} ({fault} {variant}): {metas[-1]['requests']}", flush=True)
-    return metas
+    return folder
 
 
 if __name__ == "__main__":
