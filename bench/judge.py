@@ -40,6 +40,7 @@ from scipy import stats
 from bench.threshold_judge import Outcome as OldOutcome
 from bench.threshold_judge import analyze
 from prefect_delivery.blocks.metrics import Samples
+from prefect_delivery.blocks.metrics.probe import RATE_PER_S
 from prefect_delivery.blocks.settings import VerificationSettings
 from prefect_delivery.tasks.judge import Analysis, JudgePolicy, Observations, Outcome
 
@@ -75,7 +76,16 @@ class Trace:
         return lat, d["status"][i:j], d["path"][i:j]
 
 
-def load(path: Path) -> Trace:
+def paced(side: dict, rate_per_s: float | None) -> dict:
+    """The requests a probe paced at ``rate_per_s`` would have sent: the first of each 1/rate
+    slot (recordings are unpaced, so this keeps their load and their noise: conservative)."""
+    if not rate_per_s:
+        return side
+    _, keep = np.unique(np.floor(side["t_s"] * rate_per_s), return_index=True)
+    return {key: values[keep] for key, values in side.items()}
+
+
+def load(path: Path, rate_per_s: float | None = None) -> Trace:
     name = path.stem
     with np.load(path) as data:
         meta = json.loads(str(data["meta"]))
@@ -89,7 +99,7 @@ def load(path: Path) -> Trace:
             }
             for side in ("new", "stable")
         }
-    return Trace(name, meta, sides)
+    return Trace(name, meta, {side: paced(d, rate_per_s) for side, d in sides.items()})
 
 
 @dataclass
@@ -276,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--bake-runs", type=int, default=100)
     parser.add_argument("--aa-bakes", type=int, default=4)
+    parser.add_argument(
+        "--probe-rate",
+        type=float,
+        default=RATE_PER_S,
+        help="replay what a probe paced at this many requests/s per side saw (0: every request)",
+    )
     args = parser.parse_args(argv)
     folder = TRACES / args.traces if args.traces else max(p for p in TRACES.iterdir() if p.is_dir())
     if args.record:
@@ -287,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.judge: --traces {args.traces!r}: no recording at {folder} (known: {known})")
         return 2
     started = time.perf_counter()
-    traces = {p.stem: load(p) for p in sorted(folder.glob("*.npz"))}
+    traces = {p.stem: load(p, args.probe_rate) for p in sorted(folder.glob("*.npz"))}
     aa = [t for n, t in traces.items() if n.startswith("aa")]
     ok = np.concatenate(
         [t.sides["stable"]["latency_ms"][t.sides["stable"]["status"] == 200] for t in aa]
@@ -308,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     bake_policy = JudgePolicy(kind="bake", horizon_s=BAKE_S)
     sizes = ", ".join(f"{n} {sum(t.meta['requests'].values())} req" for n, t in traces.items())
     print(f"traces: {folder.relative_to(TRACES.parent.parent)} ({slow.meta['machine']}): {sizes}")
-    print(f"probe rate under CPU noise: {rate:.0f} requests/s per side (2 workers per instance)")
+    print(
+        f"probe rate under CPU noise: {rate:.0f} requests/s per side (2 workers per instance"
+        + (f", paced to {args.probe_rate:g}/s" if args.probe_rate else ", unpaced")
+        + ")"
+    )
     print(f"A/A latency (stable side, answers 200): p50 {p50:.2f} ms, p95 {p95:.2f} ms")
     print(
         f"step window {STEP_S} s = {steps} intervals of {INTERVAL_S} s; alpha "

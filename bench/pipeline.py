@@ -144,7 +144,13 @@ def bench_shards(shards: int, repeat: int) -> None:
     from prefect_delivery.flows.cli.demo import prepare_repo, set_version
     from prefect_delivery.tasks.build import build, checkout
     from prefect_delivery.tasks.source import resolve_source
-    from prefect_delivery.tasks.test import merge, prepare_test_tree, record_durations, run_shard
+    from prefect_delivery.tasks.test import (
+        durations_snapshot,
+        merge,
+        prepare_test_tree,
+        record_durations,
+        run_shard,
+    )
 
     repo = prepare_repo(WORK / "shards")
     set_version(repo, "1.0.0")
@@ -165,7 +171,7 @@ def bench_shards(shards: int, repeat: int) -> None:
             index=list(range(count)),
             count=unmapped(count),
             timeout_s=unmapped(600),
-            durations_file=unmapped(str(durations) if balanced else None),
+            durations=unmapped(durations_snapshot(durations) if balanced else None),
         )
         wait(futures)
         report = merge([f.result() for f in futures], time.perf_counter() - started)

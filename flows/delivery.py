@@ -76,6 +76,7 @@ from prefect_delivery.tasks.runtime.traffic import Preempted
 from prefect_delivery.tasks.source import resolve_source
 from prefect_delivery.tasks.test import (
     SuiteReport,
+    durations_snapshot,
     gate,
     merge,
     prepare_test_tree,
@@ -417,7 +418,7 @@ def _run_tests(co, release: Release, store: ArtifactStore, count: int, record) -
         index=list(range(count)),
         count=unmapped(count),
         timeout_s=unmapped(co.manifest.test.timeout_s),
-        durations_file=unmapped(str(durations)),
+        durations=unmapped(durations_snapshot(durations)),
         extra_args=unmapped(co.manifest.test.pytest_args),
     )
     wait_futures(futures)

@@ -177,11 +177,15 @@ def run_shard(
     index: int,
     count: int,
     timeout_s: float,
-    durations_file: str | None = None,
+    durations: dict[str, float] | None = None,
     extra_args: list[str] | None = None,
 ) -> ShardResult:
     """One pytest process over this shard's share; test failures are returned, not raised.
-    ``artifact_dir`` is what prepare_test_tree made: a virtualenv, or a folder for PYTHONPATH."""
+    ``artifact_dir`` is what prepare_test_tree made: a virtualenv, or a folder for PYTHONPATH.
+    ``durations`` is the snapshot every shard of the run got (``durations_snapshot``): each
+    shard reading a shared file itself would split by whatever the file held at its start, and
+    a delivery that rewrote it in between gave two shards two splits (tests run twice, others
+    never)."""
     junit = Path(source_dir).parent / "junit" / f"shard-{index}-of-{count}.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
@@ -206,7 +210,9 @@ def run_shard(
         *(extra_args or []),
         *paths,
     ]
-    if durations_file and Path(durations_file).exists():
+    if durations:
+        durations_file = junit.with_suffix(".durations.json")
+        atomic_write_text(durations_file, json.dumps(durations))
         argv.insert(-len(paths), f"--shard-durations={durations_file}")
     # the service's tests get nothing of the worker's environment (its Prefect API key, say)
     # but PATH, locale, HOME and TMPDIR, as its instances do
@@ -264,6 +270,18 @@ def run_shard(
         selected=shard.get("selected", []),
         executed=shard.get("executed", {}),
     )
+
+
+def durations_snapshot(path: Path) -> dict[str, float] | None:
+    """The durations an earlier run recorded (None if none, or unreadable), read once for all
+    the shards of a run."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(k): float(v) for k, v in data.items() if isinstance(v, int | float)}
 
 
 def record_durations(report_cases: list[CaseResult], path: Path) -> None:

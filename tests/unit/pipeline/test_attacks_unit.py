@@ -199,3 +199,39 @@ def test_the_service_tests_get_nothing_of_the_worker_environment(tmp_path, monke
     result = run_shard.fn(str(source), str(artifact), ["tests"], 0, 1, 120)
     assert result.exit_code == 0, result.output_tail
     assert [c.outcome for c in result.cases] == ["passed"]
+
+
+def test_every_shard_of_a_run_splits_by_one_snapshot_of_the_durations(tmp_path):
+    """Another delivery of the same service rewrites its durations between this run's shard
+    starts (CI found it: 35 tests went to no shard, 18 to two). Each shard splits by the
+    snapshot the run took once, never by the file as it is when the shard starts."""
+    from prefect_delivery.tasks.test import durations_snapshot, run_shard
+
+    source = tmp_path / "src"
+    (source / "tests").mkdir(parents=True)
+    (source / "tests" / "test_many.py").write_text(
+        "".join(f"def test_{i}():\n    pass\n\n" for i in range(12))
+    )
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    path = tmp_path / "test-durations.json"
+    ids = [f"tests/test_many.py::test_{i}" for i in range(12)]
+    record_durations([CaseResult(nodeid=n, outcome="passed", seconds=1.0) for n in ids], path)
+    snapshot = durations_snapshot(path)
+
+    def two_shards(first, second):
+        shard0 = run_shard.fn(str(source), str(artifact), ["tests"], 0, 2, 120, first)
+        record_durations(  # another delivery finishes between the shards' starts
+            [
+                CaseResult(nodeid=n, outcome="passed", seconds=10.0 if i < 3 else 0.1)
+                for i, n in enumerate(ids)
+            ],
+            path,
+        )
+        shard1 = run_shard.fn(str(source), str(artifact), ["tests"], 1, 2, 120, second)
+        return coverage_problems([shard0, shard1])
+
+    assert two_shards(snapshot, snapshot) == (12, [])
+    # what reading the file at each shard's start gave: two splits, a suite half run twice
+    _, problems = two_shards(snapshot, durations_snapshot(path))
+    assert any("shards:" in p or "no shard" in p for p in problems), problems
