@@ -25,9 +25,9 @@ demo: system $(STAMP)
 # The whole suite. Docker, PostgreSQL and browser tests skip with a reason when their
 # component is missing; `.ci/run` installs everything and makes those skips failures.
 # WORKERS=3 runs the files in pytest-xdist workers side by side (each with its own Prefect
-# server and environment names): 38 min here instead of about 44, but on 2 cores the load
-# made the crash test time out and long deliveries fail requests, so one session is the
-# default until that holds (see the README's Tests section).
+# server and environment names): 47.5 min in the last run instead of about 63, but the suite is
+# CPU-bound on 2 cores and that load failed timing bounds in every full run so far, so one
+# session is the default until that holds (see the README's Tests section).
 WORKERS ?= 0
 test: system $(STAMP)
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
