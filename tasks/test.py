@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -210,9 +211,11 @@ def run_shard(
         *(extra_args or []),
         *paths,
     ]
-    if durations:
-        durations_file = junit.with_suffix(".durations.json")
-        atomic_write_text(durations_file, json.dumps(durations))
+    durations_file = None
+    if durations:  # a file of this shard's own: not even another run's shard of this commit
+        handle, durations_file = tempfile.mkstemp(suffix=".durations.json", dir=junit.parent)
+        with os.fdopen(handle, "w") as out:
+            json.dump(durations, out)
         argv.insert(-len(paths), f"--shard-durations={durations_file}")
     # the service's tests get nothing of the worker's environment (its Prefect API key, say)
     # but PATH, locale, HOME and TMPDIR, as its instances do
@@ -230,6 +233,9 @@ def run_shard(
         )
     except subprocess.TimeoutExpired:
         raise GateFailed("tests", f"shard {index} ran longer than {timeout_s:.0f}s") from None
+    finally:
+        if durations_file:
+            Path(durations_file).unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     tail = quoted("\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:]))
     # 0 all passed, 1 some failed, 5 nothing collected in this shard: all are results. 2 is a

@@ -232,6 +232,7 @@ def test_every_shard_of_a_run_splits_by_one_snapshot_of_the_durations(tmp_path):
         return coverage_problems([shard0, shard1])
 
     assert two_shards(snapshot, snapshot) == (12, [])
+    assert not list((tmp_path / "junit").glob("*.durations.json"))  # each shard's copy is gone
     # what reading the file at each shard's start gave: two splits, a suite half run twice
     _, problems = two_shards(snapshot, durations_snapshot(path))
     assert any("shards:" in p or "no shard" in p for p in problems), problems
