@@ -28,9 +28,11 @@ demo: system $(STAMP)
 # server and environment names): 47.5 min in the last run instead of about 63, but the suite is
 # CPU-bound on 2 cores and that load failed timing bounds in every full run so far, so one
 # session is the default until that holds (see the README's Tests section).
+# PYTEST_FLAGS="-p support.cpu_profile" records each test's CPU (bench/suite_cpu.py sums it).
 WORKERS ?= 0
+PYTEST_FLAGS ?=
 test: system $(STAMP)
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(PYTEST_FLAGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -1,0 +1,59 @@
+"""Sum a CPU profile of the suite (``tests/support/cpu_profile.py``) by test file.
+
+``python -m bench.suite_cpu [PROFILE] [--top N]``: per file, the machine's busy CPU seconds,
+the wall seconds and the test count, largest first, with the totals; what a parallel run
+can reach at best is the CPU total over the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def by_file(rows: list[dict]) -> list[tuple[str, float, float, int]]:
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    for row in rows:
+        entry = sums[row["test"].split("::", 1)[0]]
+        entry[0] += row["machine_cpu_s"]
+        entry[1] += row["wall_s"]
+        entry[2] += 1
+    return sorted(((f, c, w, int(n)) for f, (c, w, n) in sums.items()), key=lambda r: -r[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.suite_cpu")
+    parser.add_argument("profile", nargs="?", default=".delivery/cpu-profile.jsonl")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    path = Path(args.profile)
+    if not path.exists():
+        print(
+            f"no profile at {path}: record one with "
+            '`make test PYTEST_FLAGS="-p support.cpu_profile"` (one worker)',
+            file=sys.stderr,
+        )
+        return 2
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    files = by_file(rows)
+    cpu = sum(f[1] for f in files)
+    wall = sum(f[2] for f in files)
+    print("| file | tests | machine CPU s | wall s | share of CPU |")
+    print("|---|---|---|---|---|")
+    for name, c, w, n in files[: args.top]:
+        print(f"| {name} | {n} | {c:.0f} | {w:.0f} | {100 * c / cpu:.1f} % |")
+    cores = os.cpu_count() or 1
+    print(
+        f"\n{len(rows)} tests, {len(files)} files: {cpu / 60:.1f} CPU-minutes in "
+        f"{wall / 60:.1f} minutes of tests ({cpu / wall:.2f} cores busy on average); "
+        f"on {cores} cores no split of this work takes less than {cpu / cores / 60:.1f} minutes"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

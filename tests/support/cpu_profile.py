@@ -1,0 +1,58 @@
+"""Where the suite's CPU goes, per test: ``make test PYTEST_FLAGS="-p support.cpu_profile"``.
+
+Each finished test appends one JSON line to ``$DELIVERY_CPU_PROFILE`` (default
+``.delivery/cpu-profile.jsonl``): its wall time, the machine's busy CPU seconds over the
+same span (every process: the test's servers, instances, subprocesses), and this pytest
+process's own share. In a one-worker run the machine's figure is the test's cost; in a
+parallel run the spans overlap and only the per-process share is the test's.
+``python -m bench.suite_cpu`` sums a profile by file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_started: dict[str, tuple[float, float, float]] = {}
+
+
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine since boot (all cores; idle and iowait excluded)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / _TICKS
+
+
+def _own_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _out() -> Path:
+    return Path(os.environ.get("DELIVERY_CPU_PROFILE", ".delivery/cpu-profile.jsonl"))
+
+
+def pytest_runtest_protocol(item, nextitem):  # noqa: ARG001 - pytest's hook signature
+    _started[item.nodeid] = (time.monotonic(), machine_busy_s(), _own_s())
+
+
+def pytest_runtest_logfinish(nodeid, location):  # noqa: ARG001
+    start = _started.pop(nodeid, None)
+    if start is None:
+        return
+    wall, busy, own = time.monotonic() - start[0], machine_busy_s() - start[1], _own_s() - start[2]
+    row = {
+        "test": nodeid,
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        "wall_s": round(wall, 2),
+        "machine_cpu_s": round(busy, 2),
+        "pytest_cpu_s": round(own, 2),
+    }
+    path = _out()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:  # one short write per line: xdist workers may share the file
+        out.write(json.dumps(row) + "\n")
