@@ -39,6 +39,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        print(
+            f"{path} holds no test: the run it records ended before its first test", file=sys.stderr
+        )
+        return 2
+    workers = {row.get("worker", "main") for row in rows}
+    if len(workers) > 1:  # the spans overlapped: each test's machine figure counts its neighbours
+        print(
+            f"{path} was recorded by {len(workers)} pytest-xdist workers: the machine's CPU over "
+            "a test then includes the other workers' tests, so the sums below overstate; "
+            "record with one worker (WORKERS=0) for per-test costs",
+            file=sys.stderr,
+        )
     files = by_file(rows)
     cpu = sum(f[1] for f in files)
     wall = sum(f[2] for f in files)
