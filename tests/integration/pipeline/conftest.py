@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, short_tmpdir, unique_name
-from support.pipeline import stop_environment, verification_for_tests
+from support.pipeline import session_repo, stop_environment, verification_for_tests
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -88,10 +88,10 @@ def make_env(state_dir):
 
 @pytest.fixture
 def hello_repo():
-    """A git repository holding a copy of hello-service; commit releases into it."""
-    from prefect_delivery.flows.cli.demo import prepare_repo
-
+    """A git repository holding a copy of hello-service; commit releases into it. The same
+    content on the same parents is the same commit in every test (support.pipeline.SessionRepo):
+    built and tested once per session."""
     root = short_tmpdir("pd-repo-")
-    repo = prepare_repo(root)
+    repo = session_repo(root)
     yield repo
     shutil.rmtree(root, ignore_errors=True)
