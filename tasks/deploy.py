@@ -14,6 +14,7 @@ import httpx
 from prefect import task
 from pydantic import BaseModel
 
+from prefect_delivery.blocks import httpclient
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError, quoted
 from prefect_delivery.blocks.metrics.probe import smoke
@@ -83,7 +84,7 @@ def wait_healthy(env: Environment, instance: Instance, release: Release) -> None
     deadline = time.monotonic() + release.run.startup_timeout_s
     last = "no answer"
     url = instance.url + release.run.health_path
-    with httpx.Client(timeout=2) as client:
+    with httpclient.client(timeout=2) as client:
         while time.monotonic() < deadline:
             if not env.running([instance]):
                 log = env.target.logs(instance)

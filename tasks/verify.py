@@ -15,6 +15,7 @@ import httpx
 from prefect import task
 from pydantic import BaseModel
 
+from prefect_delivery.blocks import httpclient
 from prefect_delivery.blocks.environment import Environment
 from prefect_delivery.blocks.metrics import Samples
 from prefect_delivery.blocks.metrics.probe import probe, probe_instances, smoke
@@ -77,7 +78,7 @@ def serving_commits(env: Environment, release: Release, requests: int = 10) -> l
     by_address = {i.address: i.release.commit for i in env.running()}
     path = release.run.version_path or release.run.health_path
     seen: set[str] = set()
-    with httpx.Client(timeout=5) as client:
+    with httpclient.client(timeout=5) as client:
         for _ in range(requests):
             try:
                 answer = client.get(env.url + path)
@@ -97,7 +98,7 @@ def instance_commits(url: str, release: Release, requests: int = 2) -> list[str]
     if not release.run.version_path:
         return [release.commit]
     seen: set[str] = set()
-    with httpx.Client(timeout=5) as client:
+    with httpclient.client(timeout=5) as client:
         for _ in range(requests):
             try:
                 seen.add(_commit_of(client.get(url + release.run.version_path)))
@@ -115,7 +116,7 @@ def _commit_of(answer: httpx.Response) -> str:
 
 def health_status(url: str, path: str) -> int | None:
     try:
-        return httpx.get(url + path, timeout=5).status_code
+        return httpclient.get(url + path, timeout=5).status_code
     except httpx.HTTPError:
         return None
 

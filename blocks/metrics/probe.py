@@ -18,6 +18,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from prefect_delivery.blocks import httpclient
 from prefect_delivery.blocks.metrics.samples import MetricScope, Samples
 from prefect_delivery.blocks.release import SmokeCheck
 
@@ -46,7 +47,7 @@ def check_endpoint(client: httpx.Client, base_url: str, check: SmokeCheck) -> st
 
 def smoke(base_url: str, checks: list[SmokeCheck], timeout_s: float = 5.0) -> list[str]:
     """Run every critical-endpoint check once; returns the problems (empty means all good)."""
-    with httpx.Client(timeout=timeout_s) as client:
+    with httpclient.client(timeout=timeout_s) as client:
         return [p for p in (check_endpoint(client, base_url, c) for c in checks) if p]
 
 
@@ -94,7 +95,7 @@ def probe(
 
     def worker() -> None:
         nonlocal errors
-        with httpx.Client(base_url=base_url, timeout=timeout_s) as client:
+        with httpclient.client(base_url=base_url, timeout=timeout_s) as client:
             while (turn := next_path()) is not None:
                 path, due = turn
                 if (wait := due - time.monotonic()) > 0:

@@ -16,6 +16,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
+from prefect_delivery.blocks import httpclient
 from prefect_delivery.blocks.metrics.samples import MetricScope, Samples
 from prefect_delivery.blocks.routing import EXPORTER_QUERIES, Router
 from prefect_delivery.blocks.secrets import mask, reveal
@@ -59,7 +60,7 @@ class PrometheusSource(Block):
         headers = {}
         if self.bearer_token is not None:
             headers["Authorization"] = f"Bearer {reveal(self.bearer_token)}"
-        response = httpx.get(
+        response = httpclient.get(
             f"{self.url}/api/v1/query",
             params={"query": promql},
             headers=headers,

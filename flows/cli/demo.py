@@ -245,6 +245,7 @@ def _schema_lines(names: list[str]) -> list[str]:
     """Per environment: the database's revision and which columns the live code reads."""
     import httpx
 
+    from prefect_delivery.blocks import httpclient
     from prefect_delivery.blocks.environment import Environment
 
     lines = []
@@ -252,7 +253,7 @@ def _schema_lines(names: list[str]) -> list[str]:
         env = Environment.load(name)
         revision = env.database.current_revision(name) if env.database else None
         try:
-            body = httpx.get(env.url + "/api/people", timeout=5).json()
+            body = httpclient.get(env.url + "/api/people", timeout=5).json()
             reads = f"code reads {body.get('schema')}, {len(body.get('people', []))} people"
         except (httpx.HTTPError, ValueError) as exc:
             reads = f"/api/people did not answer ({type(exc).__name__})"
