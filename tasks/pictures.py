@@ -78,10 +78,12 @@ def draw(records: list[RolloutInterval], title: str = "Rollout"):
 
     records = sorted(records, key=lambda r: r.at)
     times = [r.at for r in records]
-    fig = Figure(figsize=(10, 7.5), dpi=100, layout="constrained")
+    # a fixed layout: matplotlib's constrained layout cost a third of the render
+    fig = Figure(figsize=(10, 7.5), dpi=100)
     errors, latency, traffic = fig.subplots(
-        3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 3, 1.4]}
+        3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 3, 1.4], "hspace": 0.12}
     )
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.08)
     fig.suptitle(title)
 
     percent = [100 * v for v in _series(records, "new_error_rate")]
@@ -101,17 +103,20 @@ def draw(records: list[RolloutInterval], title: str = "Rollout"):
     latency.set_ylabel("latency (ms)")
     latency.set_ylim(bottom=0)
 
-    # traffic bands: each interval's weight held until the next interval
+    # the traffic band: each interval's weight held until the next interval (one step-shaped
+    # polygon: a polygon per interval cost a bake of 120 intervals 0.4 s more to render)
     edges = [*times, times[-1] + (times[-1] - times[-2] if len(times) > 1 else _second())]
-    for index, record in enumerate(records):
-        traffic.fill_between(
-            [edges[index], edges[index + 1]],
-            [record.weight] * 2,
-            color=BAND,
-            alpha=0.6,
-            lw=0,
-            label="traffic on new" if index == 0 else None,
-        )
+    weights = [r.weight for r in records]
+    traffic.fill_between(
+        edges,
+        [*weights, weights[-1]],
+        step="post",
+        color=BAND,
+        alpha=0.6,
+        lw=0,
+        label="traffic on new",
+        gid="traffic-band",
+    )
     traffic.set_ylim(0, 105)
     traffic.set_ylabel("traffic on new (%)", fontsize=8)
     traffic.set_xlabel("time (UTC)")

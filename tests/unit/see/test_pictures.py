@@ -104,8 +104,11 @@ def test_figure_holds_the_series_steps_and_verdicts():
         "stable p50",
         "stable p95",
     }
-    # one band per interval, and the new release's share at the bake is 100%
-    assert len(traffic.collections) == len(rollout())
+    # one band, stepping with the share of traffic on the new release: the new release's
+    # share at each interval, held until the next, 100% at the bake
+    [band] = [c for c in traffic.collections if c.get_gid() == "traffic-band"]
+    heights = band.get_paths()[0].vertices[:, 1]
+    assert {round(h, 6) for h in heights} == {0.0} | {r.weight for r in rollout()}
     boundaries = [line for line in traffic.get_lines() if line.get_gid() == "step-boundary"]
     assert len(boundaries) == 3  # canary 5%, canary 50%, bake
     markers = [c.get_gid() for c in latency.collections if c.get_gid()]
