@@ -24,15 +24,14 @@ demo: system $(STAMP)
 
 # The whole suite. Docker, PostgreSQL and browser tests skip with a reason when their
 # component is missing; `.ci/run` installs everything and makes those skips failures.
-# WORKERS=3 runs the files in pytest-xdist workers side by side (each with its own Prefect
-# server and environment names): 47.5 min in the last run instead of about 63, but the suite is
-# CPU-bound on 2 cores and that load failed timing bounds in every full run so far, so one
-# session is the default until that holds (see the README's Tests section).
+# The files run in WORKERS pytest-xdist workers side by side (each with its own Prefect server
+# and environment names), longest first (tests/file_weights.json, see tests/conftest.py);
+# WORKERS=0 runs one session. The suite's times are in the README's Tests section.
 # PYTEST_FLAGS="-p support.cpu_profile" records each test's CPU (bench/suite_cpu.py sums it).
-WORKERS ?= 0
+WORKERS ?= 2
 PYTEST_FLAGS ?=
 test: system $(STAMP)
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_FLAGS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -1,8 +1,11 @@
 """Sum a CPU profile of the suite (``tests/support/cpu_profile.py``) by test file.
 
-``python -m bench.suite_cpu [PROFILE] [--top N]``: per file, the machine's busy CPU seconds,
-the wall seconds and the test count, largest first, with the totals; what a parallel run
-can reach at best is the CPU total over the cores.
+``python -m bench.suite_cpu [PROFILE] [--top N] [--write-weights tests/file_weights.json]``:
+per file, the machine's busy CPU seconds, the wall seconds and the test count, largest first,
+with the totals; what a parallel run can reach at best is the CPU total over the cores.
+``--write-weights`` also writes each file's wall seconds (from a one-worker profile) to the
+file the suite orders its files by (tests/conftest.py: longest first, so pytest-xdist's
+workers start the long files first and end together).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.suite_cpu")
     parser.add_argument("profile", nargs="?", default=".delivery/cpu-profile.jsonl")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--write-weights", metavar="PATH", help="write {file: wall seconds}")
     args = parser.parse_args(argv)
     path = Path(args.profile)
     if not path.exists():
@@ -65,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{wall / 60:.1f} minutes of tests ({cpu / wall:.2f} cores busy on average); "
         f"on {cores} cores no split of this work takes less than {cpu / cores / 60:.1f} minutes"
     )
+    if args.write_weights:
+        weights = {name: round(w, 1) for name, _c, w, _n in sorted(files)}
+        Path(args.write_weights).write_text(json.dumps(weights, indent=1) + "\n")
+        print(f"wrote the wall seconds of {len(weights)} files to {args.write_weights}")
     return 0
 
 

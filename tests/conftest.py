@@ -6,8 +6,11 @@ The Prefect server is shared by the whole session and started on first use (the
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import tempfile
+from pathlib import Path
 
 _SESSION_DIR = tempfile.mkdtemp(prefix="pd-tests-")
 os.environ["PREFECT_HOME"] = os.path.join(_SESSION_DIR, "prefect")
@@ -52,6 +55,34 @@ def _drain_prefect_workers() -> None:
         EventsWorker.drain_all(timeout=10)
     except Exception:  # noqa: BLE001 - best effort at teardown
         pass
+
+
+#: Each test file's wall seconds in a one-worker run (`python -m bench.suite_cpu PROFILE
+#: --write-weights tests/file_weights.json`). The suite runs the longest files first: with
+#: `--dist loadfile --no-loadscope-reorder`, pytest-xdist hands a worker the next file in this
+#: order whenever it is free, so the long files start at once and the short ones fill the end
+#: (the longest-processing-time rule), instead of a long file starting last. A file missing from
+#: the record counts as the median of the recorded ones.
+WEIGHTS = Path(__file__).with_name("file_weights.json")
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest's hook signature
+    try:
+        weights = json.loads(WEIGHTS.read_text())
+    except (OSError, ValueError):
+        return
+    if not weights:
+        return
+    typical = statistics.median(weights.values())
+    order = {}
+    for item in items:  # a file's tests keep their order (module fixtures, parametrization)
+        order.setdefault(item.nodeid.split("::", 1)[0], len(order))
+    items.sort(
+        key=lambda item: (
+            -weights.get(item.nodeid.split("::", 1)[0], typical),
+            order[item.nodeid.split("::", 1)[0]],
+        )
+    )
 
 
 REQUIRED = {
