@@ -3,9 +3,10 @@
 ``python -m bench.suite_cpu [PROFILE] [--top N] [--write-weights tests/file_weights.json]``:
 per file, the machine's busy CPU seconds, the wall seconds and the test count, largest first,
 with the totals; what a parallel run can reach at best is the CPU total over the cores.
-``--write-weights`` also writes each file's wall seconds (from a one-worker profile) to the
-file the suite orders its files by (tests/conftest.py: longest first, so pytest-xdist's
-workers start the long files first and end together).
+``--write-weights`` also writes each file's wall seconds to the file the suite orders its
+files by (tests/conftest.py: longest first, so pytest-xdist's workers start the long files
+first and end together); a parallel run's walls are longer than a serial one's but keep the
+order.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [row for row in lines if not row.get("session")]
+    sessions = [row for row in lines if row.get("session")]
     if not rows:
         print(
             f"{path} holds no test: the run it records ended before its first test", file=sys.stderr
@@ -52,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(workers) > 1:  # the spans overlapped: each test's machine figure counts its neighbours
         print(
             f"{path} was recorded by {len(workers)} pytest-xdist workers: the machine's CPU over "
-            "a test then includes the other workers' tests, so the sums below overstate; "
-            "record with one worker (WORKERS=0) for per-test costs",
+            "a test then includes the other workers' tests, so the sums below overstate (the "
+            "run's own line at the end is the true total); record with one worker (WORKERS=0) "
+            "for per-test costs",
             file=sys.stderr,
         )
     files = by_file(rows)
@@ -69,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{wall / 60:.1f} minutes of tests ({cpu / wall:.2f} cores busy on average); "
         f"on {cores} cores no split of this work takes less than {cpu / cores / 60:.1f} minutes"
     )
+    for run in sessions:  # the machine over the whole run: true however many workers ran
+        print(
+            f"the run ({run['workers'] or 'no'} xdist workers, exit {run['exit']}): "
+            f"{run['wall_s'] / 60:.1f} minutes, the machine busy {run['machine_cpu_s'] / 60:.1f} "
+            f"CPU-minutes ({run['machine_cpu_s'] / run['wall_s']:.2f} of {cores} cores on average)"
+        )
     if args.write_weights:
         weights = {name: round(w, 1) for name, _c, w, _n in sorted(files)}
         Path(args.write_weights).write_text(json.dumps(weights, indent=1) + "\n")

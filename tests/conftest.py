@@ -57,7 +57,7 @@ def _drain_prefect_workers() -> None:
         pass
 
 
-#: Each test file's wall seconds in a one-worker run (`python -m bench.suite_cpu PROFILE
+#: Each test file's wall seconds in a recorded run (`python -m bench.suite_cpu PROFILE
 #: --write-weights tests/file_weights.json`). The suite runs the longest files first: with
 #: `--dist loadfile --no-loadscope-reorder`, pytest-xdist hands a worker the next file in this
 #: order whenever it is free, so the long files start at once and the short ones fill the end

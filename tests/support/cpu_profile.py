@@ -5,6 +5,8 @@ Each finished test appends one JSON line to ``$DELIVERY_CPU_PROFILE`` (default
 same span (every process: the test's servers, instances, subprocesses), and this pytest
 process's own share. In a one-worker run the machine's figure is the test's cost; in a
 parallel run the spans overlap and only the per-process share is the test's.
+The process that runs the session also appends one ``"session"`` line at the end: the whole
+run's wall time and the machine's busy CPU over it, the true total in a parallel run.
 ``python -m bench.suite_cpu`` sums a profile by file.
 """
 
@@ -36,6 +38,38 @@ def _out() -> Path:
     return Path(os.environ.get("DELIVERY_CPU_PROFILE", ".delivery/cpu-profile.jsonl"))
 
 
+def _append(row: dict) -> None:
+    path = _out()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:  # one short write per line: xdist workers may share the file
+        out.write(json.dumps(row) + "\n")
+
+
+def _controls(session) -> bool:
+    """The process that runs the session (not one of pytest-xdist's workers)."""
+    return not hasattr(session.config, "workerinput")
+
+
+def pytest_sessionstart(session):
+    if _controls(session):
+        _started["<session>"] = (time.monotonic(), machine_busy_s(), 0.0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    start = _started.pop("<session>", None)
+    if start is None or not _controls(session):
+        return
+    _append(
+        {
+            "session": True,
+            "workers": getattr(session.config.option, "numprocesses", 0) or 0,
+            "exit": int(exitstatus),
+            "wall_s": round(time.monotonic() - start[0], 2),
+            "machine_cpu_s": round(machine_busy_s() - start[1], 2),
+        }
+    )
+
+
 def pytest_runtest_protocol(item, nextitem):  # noqa: ARG001 - pytest's hook signature
     _started[item.nodeid] = (time.monotonic(), machine_busy_s(), _own_s())
 
@@ -52,7 +86,4 @@ def pytest_runtest_logfinish(nodeid, location):  # noqa: ARG001
         "machine_cpu_s": round(busy, 2),
         "pytest_cpu_s": round(own, 2),
     }
-    path = _out()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:  # one short write per line: xdist workers may share the file
-        out.write(json.dumps(row) + "\n")
+    _append(row)

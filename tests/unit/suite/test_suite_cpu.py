@@ -1,0 +1,70 @@
+"""The suite's own tooling: bench.suite_cpu sums a CPU profile and writes the file order, and
+tests/conftest.py runs the longest files first."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import conftest
+
+from bench import suite_cpu
+
+
+def _profile(tmp_path, rows):
+    path = tmp_path / "profile.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_sums_by_file_prints_the_run_and_writes_the_weights(tmp_path, capsys):
+    path = _profile(
+        tmp_path,
+        [
+            {"test": "tests/a.py::t1", "worker": "gw0", "wall_s": 10, "machine_cpu_s": 12},
+            {"test": "tests/a.py::t2", "worker": "gw0", "wall_s": 5, "machine_cpu_s": 3},
+            {"test": "tests/b.py::t", "worker": "gw1", "wall_s": 30, "machine_cpu_s": 15},
+            {"session": True, "workers": 2, "exit": 0, "wall_s": 120, "machine_cpu_s": 180},
+        ],
+    )
+    weights = tmp_path / "weights.json"
+    assert suite_cpu.main([str(path), "--write-weights", str(weights)]) == 0
+    out, err = capsys.readouterr()
+    assert "| tests/a.py | 2 | 15 | 15 | 50.0 % |" in out
+    assert "3 tests, 2 files" in out  # the session line is not a test
+    assert "the run (2 xdist workers, exit 0): 2.0 minutes, the machine busy 3.0 CPU-minutes" in out
+    assert "recorded by 2 pytest-xdist workers" in err
+    assert json.loads(weights.read_text()) == {"tests/a.py": 15.0, "tests/b.py": 30.0}
+
+
+def test_a_missing_or_empty_profile_is_one_message_and_exit_2(tmp_path, capsys):
+    assert suite_cpu.main([str(tmp_path / "none.jsonl")]) == 2
+    assert "no profile at" in capsys.readouterr().err
+    empty = _profile(tmp_path, [{"session": True, "workers": 0, "exit": 2, "wall_s": 1,
+                                 "machine_cpu_s": 1}])
+    assert suite_cpu.main([str(empty)]) == 2
+    assert "holds no test" in capsys.readouterr().err
+
+
+def _items(*nodeids):
+    return [SimpleNamespace(nodeid=n) for n in nodeids]
+
+
+def test_files_run_longest_first_and_keep_their_tests_order(tmp_path, monkeypatch):
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({"s.py": 1, "l.py": 100, "m.py": 10}))
+    monkeypatch.setattr(conftest, "WEIGHTS", weights)
+    items = _items("s.py::a", "new.py::x", "l.py::b", "l.py::a", "m.py::z", "new.py::w")
+    conftest.pytest_collection_modifyitems(None, items)
+    # new.py is not in the record: it weighs the median (10), and a tie keeps the order of
+    # collection (new.py before m.py)
+    assert [i.nodeid for i in items] == [
+        "l.py::b", "l.py::a", "new.py::x", "new.py::w", "m.py::z", "s.py::a"
+    ]
+
+
+def test_without_a_record_the_order_is_pytests(tmp_path, monkeypatch):
+    monkeypatch.setattr(conftest, "WEIGHTS", tmp_path / "missing.json")
+    items = _items("b.py::x", "a.py::y")
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [i.nodeid for i in items] == ["b.py::x", "a.py::y"]
