@@ -25,7 +25,7 @@ demo: system $(STAMP)
 # The whole suite. Docker, PostgreSQL and browser tests skip with a reason when their
 # component is missing; `.ci/run` installs everything and makes those skips failures.
 # The files run in WORKERS pytest-xdist workers side by side (each with its own Prefect server
-# and environment names), longest first (tests/file_weights.json, see tests/conftest.py);
+# and environment names), longest first (tests/file_weights.json, tests/support/file_order.py);
 # WORKERS=0 runs one session. The suite's times are in the README's Tests section.
 # PYTEST_FLAGS="-p support.cpu_profile" records each test's CPU (bench/suite_cpu.py sums it).
 WORKERS ?= 2

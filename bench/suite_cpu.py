@@ -4,7 +4,7 @@
 per file, the machine's busy CPU seconds, the wall seconds and the test count, largest first,
 with the totals; what a parallel run can reach at best is the CPU total over the cores.
 ``--write-weights`` also writes each file's wall seconds to the file the suite orders its
-files by (tests/conftest.py: longest first, so pytest-xdist's workers start the long files
+files by (tests/support/file_order.py: longest first, so pytest-xdist's workers start the long files
 first and end together); a parallel run's walls are longer than a serial one's but keep the
 order.
 """

@@ -6,13 +6,19 @@ The Prefect server is shared by the whole session and started on first use (the
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import tempfile
-from pathlib import Path
 
-_SESSION_DIR = tempfile.mkdtemp(prefix="pd-tests-")
+#: This process's session folder and API port, chosen once: pytest-xdist's workers inherit the
+#: controller's environment and choose their own; a second import of this module in the same
+#: process (a test that imports ``conftest``) keeps them instead of moving the session's
+#: PREFECT_API_URL off its running server.
+_OWNER = "DELIVERY_TESTS_PROCESS"
+_FIRST_IMPORT = os.environ.get(_OWNER) != str(os.getpid())
+if _FIRST_IMPORT:
+    os.environ[_OWNER] = str(os.getpid())
+    os.environ["DELIVERY_TESTS_SESSION_DIR"] = tempfile.mkdtemp(prefix="pd-tests-")
+_SESSION_DIR = os.environ["DELIVERY_TESTS_SESSION_DIR"]
 os.environ["PREFECT_HOME"] = os.path.join(_SESSION_DIR, "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
@@ -22,12 +28,14 @@ os.environ.pop("PREFECT_API_KEY", None)
 
 import pytest  # noqa: E402
 from support import PrefectServer, free_port, session_dir  # noqa: E402
+from support.file_order import longest_first  # noqa: E402
 
 # Prefect reads its settings once, at import: the API URL must be fixed before any test imports
 # prefect. The server behind it starts on first use (the `prefect_server` fixture); without it,
 # a call fails loudly instead of quietly starting an ephemeral server.
-_API_PORT = free_port()
-os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{_API_PORT}/api"
+if _FIRST_IMPORT:
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
+_API_PORT = int(os.environ["PREFECT_API_URL"].rsplit(":", 1)[1].split("/", 1)[0])
 os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
 
 session_dir.path = _SESSION_DIR
@@ -57,32 +65,8 @@ def _drain_prefect_workers() -> None:
         pass
 
 
-#: Each test file's wall seconds in a recorded run (`python -m bench.suite_cpu PROFILE
-#: --write-weights tests/file_weights.json`). The suite runs the longest files first: with
-#: `--dist loadfile --no-loadscope-reorder`, pytest-xdist hands a worker the next file in this
-#: order whenever it is free, so the long files start at once and the short ones fill the end
-#: (the longest-processing-time rule), instead of a long file starting last. A file missing from
-#: the record counts as the median of the recorded ones.
-WEIGHTS = Path(__file__).with_name("file_weights.json")
-
-
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest's hook signature
-    try:
-        weights = json.loads(WEIGHTS.read_text())
-    except (OSError, ValueError):
-        return
-    if not weights:
-        return
-    typical = statistics.median(weights.values())
-    order = {}
-    for item in items:  # a file's tests keep their order (module fixtures, parametrization)
-        order.setdefault(item.nodeid.split("::", 1)[0], len(order))
-    items.sort(
-        key=lambda item: (
-            -weights.get(item.nodeid.split("::", 1)[0], typical),
-            order[item.nodeid.split("::", 1)[0]],
-        )
-    )
+    longest_first(items)  # the long files start first (tests/support/file_order.py)
 
 
 REQUIRED = {

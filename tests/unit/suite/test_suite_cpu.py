@@ -1,12 +1,14 @@
 """The suite's own tooling: bench.suite_cpu sums a CPU profile and writes the file order, and
-tests/conftest.py runs the longest files first."""
+support.file_order runs the longest files first. (tests/conftest.py is never imported here: its
+import picks a new port for the session's Prefect API and would move a running session off its
+server.)"""
 
 from __future__ import annotations
 
 import json
 from types import SimpleNamespace
 
-import conftest
+from support.file_order import longest_first
 
 from bench import suite_cpu
 
@@ -50,12 +52,11 @@ def _items(*nodeids):
     return [SimpleNamespace(nodeid=n) for n in nodeids]
 
 
-def test_files_run_longest_first_and_keep_their_tests_order(tmp_path, monkeypatch):
+def test_files_run_longest_first_and_keep_their_tests_order(tmp_path):
     weights = tmp_path / "weights.json"
     weights.write_text(json.dumps({"s.py": 1, "l.py": 100, "m.py": 10}))
-    monkeypatch.setattr(conftest, "WEIGHTS", weights)
     items = _items("s.py::a", "new.py::x", "l.py::b", "l.py::a", "m.py::z", "new.py::w")
-    conftest.pytest_collection_modifyitems(None, items)
+    longest_first(items, weights)
     # new.py is not in the record: it weighs the median (10), and a tie keeps the order of
     # collection (new.py before m.py)
     assert [i.nodeid for i in items] == [
@@ -63,8 +64,40 @@ def test_files_run_longest_first_and_keep_their_tests_order(tmp_path, monkeypatc
     ]
 
 
-def test_without_a_record_the_order_is_pytests(tmp_path, monkeypatch):
-    monkeypatch.setattr(conftest, "WEIGHTS", tmp_path / "missing.json")
+def test_without_a_record_the_order_is_pytests(tmp_path):
     items = _items("b.py::x", "a.py::y")
-    conftest.pytest_collection_modifyitems(None, items)
+    longest_first(items, tmp_path / "missing.json")
     assert [i.nodeid for i in items] == ["b.py::x", "a.py::y"]
+
+
+def test_a_second_import_of_the_conftest_keeps_the_sessions_api(tmp_path):
+    """The bug a two-worker run did not show and a four-worker run did: a test importing
+    ``conftest`` re-ran it at collection and moved PREFECT_API_URL to a port no server listens
+    on, so every `delivery` subprocess after it failed to reach the API. Checked in a process of
+    its own (this session's settings are not touched)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[2]
+    script = (
+        "import importlib.util, os, sys\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
+        "def load(name):\n"
+        f"    spec = importlib.util.spec_from_file_location(name, {str(tests / 'conftest.py')!r})\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(module)\n"
+        "    return module, os.environ['PREFECT_API_URL'], os.environ['PREFECT_HOME']\n"
+        "first, second = load('first'), load('second')\n"
+        "assert first[1:] == second[1:], (first[1:], second[1:])\n"
+        "assert first[0]._API_PORT == second[0]._API_PORT\n"
+        "print(first[1])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DELIVERY_TESTS_PROCESS"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("http://127.0.0.1:")
+    # and it is a new session's port, not this one's
+    assert run.stdout.strip() != os.environ["PREFECT_API_URL"]
