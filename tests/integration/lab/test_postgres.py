@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,15 +121,20 @@ def test_dropped_databases_are_gone(pg_cluster):
     assert name not in names and "lab_template" in names
 
 
-def test_sigterm_to_the_cli_still_tears_the_cluster_down(tmp_path):
+def test_sigterm_to_the_cli_still_tears_the_cluster_down(request):
     import signal
 
-    base = Path(os.environ.get("TMPDIR", "/tmp"))
+    # a temp dir of its own (sticky and world-writable like /tmp, for the cluster's user): in a
+    # parallel run other tests' clusters come and go in /tmp, and would count as this one's
+    base = Path(tempfile.mkdtemp(prefix="pd-sigterm-", dir="/tmp"))
+    base.chmod(0o1777)
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
     before = set(base.glob("migrations-lab-*"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "migrations_lab", "check",
          str(ROOT / "tests" / "fixtures" / "alembic" / "good")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TMPDIR=str(base)),
     )
     deadline = time.monotonic() + 60
     new: set[Path] = set()
