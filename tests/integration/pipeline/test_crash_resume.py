@@ -92,7 +92,12 @@ def test_kill_at_every_stage_boundary_then_rerun(hello_repo, make_env, artifact_
         f"deployed-{production.name}",
         f"bake-{production.name}",
     ]
-    with SteadyLoad(staging.url) as load_stg, SteadyLoad(production.url) as load_prd:
+    # 20 requests/s on each: a kill that took a service down would cost seconds of failures,
+    # and the two loads run for the whole test (minutes), so a faster pace buys nothing here
+    with (
+        SteadyLoad(staging.url, rate_per_s=20) as load_stg,
+        SteadyLoad(production.url, rate_per_s=20) as load_prd,
+    ):
         for n, point in enumerate(points, start=2):
             sha = commit_release(hello_repo, f"{n}.0.0")
             killed = delivery_run(hello_repo, sha, envs, artifact_store, kill_at=point)
