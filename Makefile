@@ -25,10 +25,11 @@ demo: system $(STAMP)
 # The whole suite. Docker, PostgreSQL and browser tests skip with a reason when their
 # component is missing; `.ci/run` installs everything and makes those skips failures.
 # The files run in WORKERS pytest-xdist workers side by side (each with its own Prefect server
-# and environment names), longest first (tests/file_weights.json, tests/support/file_order.py);
-# WORKERS=0 runs one session. The suite's times are in the README's Tests section.
+# and environment names), longest first (tests/file_weights.json, tests/support/file_order.py):
+# four on 2 cores, because many tests wait (bakes, pauses, start-ups) and two left the machine
+# 44 % idle; WORKERS=0 runs one session. The suite's times are in the README's Tests section.
 # PYTEST_FLAGS="-p support.cpu_profile" records each test's CPU (bench/suite_cpu.py sums it).
-WORKERS ?= 2
+WORKERS ?= 4
 PYTEST_FLAGS ?=
 test: system $(STAMP)
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_FLAGS)
