@@ -77,11 +77,11 @@ def delete_manifest(registry: str, repository_path: str, digest: str, auth=None)
 
 def cleanup_namespace(client, namespace: str, registry: str = REGISTRY, auth=None) -> None:
     """Delete what a test session pushed under ``registry/namespace`` and the local images."""
-    for image in client.images.list():
-        names = list(image.attrs.get("RepoTags") or []) + list(image.attrs.get("RepoDigests") or [])
+    for image in local_images(client):
+        names = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
         if any(f"/{namespace}/" in n for n in names):  # pushed here or to a test registry
             try:
-                client.images.remove(image.id, force=True)
+                client.images.remove(image["Id"], force=True)
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
     try:
@@ -99,17 +99,29 @@ def cleanup_namespace(client, namespace: str, registry: str = REGISTRY, auth=Non
                 delete_manifest(registry, repo, digest, auth)
 
 
+def local_images(client, all: bool = False) -> list[dict]:  # noqa: A002 - docker's name
+    """The engine's image list in one call. Not ``client.images.list()``: it inspects each
+    image after listing them, and an image another pytest-xdist worker removed in between
+    raises ImageNotFound (a parallel run's teardown error). The list names an untagged image
+    ``<none>:<none>``; here it has no tags, as in ``Image.attrs``."""
+    images = client.api.images(all=all)
+    for image in images:
+        for key in ("RepoTags", "RepoDigests"):
+            image[key] = [n for n in image.get(key) or [] if not n.startswith("<none>")]
+    return images
+
+
 @contextmanager
 def removing_new_untagged_images(client):
     """Remove the untagged images created inside the block (a failed build's cached steps)."""
-    before = {image.id for image in client.images.list(all=True)}
+    before = {image["Id"] for image in local_images(client, all=True)}
     try:
         yield
     finally:
-        for image in client.images.list(all=True):
-            if image.id not in before and not image.attrs.get("RepoTags"):
+        for image in local_images(client, all=True):
+            if image["Id"] not in before and not image.get("RepoTags"):
                 try:
-                    client.images.remove(image.id)
+                    client.images.remove(image["Id"])
                 except Exception:  # noqa: BLE001 - in use or already gone: leave it
                     pass
 
