@@ -4,9 +4,9 @@
 per file, the machine's busy CPU seconds, the wall seconds and the test count, largest first,
 with the totals; what a parallel run can reach at best is the CPU total over the cores.
 ``--write-weights`` also writes each file's wall seconds to the file the suite orders its
-files by (tests/support/file_order.py: longest first, so pytest-xdist's workers start the long files
-first and end together); a parallel run's walls are longer than a serial one's but keep the
-order.
+files by (tests/support/file_order.py: longest first, so pytest-xdist's workers start the
+long files first and end together); a parallel run's walls are longer than a serial one's
+but keep the order.
 """
 
 from __future__ import annotations
@@ -68,11 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, c, w, n in files[: args.top]:
         print(f"| {name} | {n} | {c:.0f} | {w:.0f} | {100 * c / cpu:.1f} % |")
     cores = os.cpu_count() or 1
-    print(
-        f"\n{len(rows)} tests, {len(files)} files: {cpu / 60:.1f} CPU-minutes in "
-        f"{wall / 60:.1f} minutes of tests ({cpu / wall:.2f} cores busy on average); "
-        f"on {cores} cores no split of this work takes less than {cpu / cores / 60:.1f} minutes"
-    )
+    if len(workers) > 1:
+        print(
+            f"\n{len(rows)} tests, {len(files)} files, {wall / 60:.1f} minutes of tests in "
+            f"{len(workers)} workers (the machine's CPU per test overlaps: see the run's line)"
+        )
+    else:
+        print(
+            f"\n{len(rows)} tests, {len(files)} files: {cpu / 60:.1f} CPU-minutes in "
+            f"{wall / 60:.1f} minutes of tests ({cpu / wall:.2f} cores busy on average); on "
+            f"{cores} cores no split of this work takes less than {cpu / cores / 60:.1f} minutes"
+        )
     for run in sessions:  # the machine over the whole run: true however many workers ran
         print(
             f"the run ({run['workers'] or 'no'} xdist workers, exit {run['exit']}): "

@@ -33,7 +33,7 @@ def test_sums_by_file_prints_the_run_and_writes_the_weights(tmp_path, capsys):
     assert suite_cpu.main([str(path), "--write-weights", str(weights)]) == 0
     out, err = capsys.readouterr()
     assert "| tests/a.py | 2 | 15 | 15 | 50.0 % |" in out
-    assert "3 tests, 2 files" in out  # the session line is not a test
+    assert "3 tests, 2 files, 0.8 minutes of tests in 2 workers" in out  # the session: no test
     assert "the run (2 xdist workers, exit 0): 2.0 minutes, the machine busy 3.0 CPU-minutes" in out
     assert "recorded by 2 pytest-xdist workers" in err
     assert json.loads(weights.read_text()) == {"tests/a.py": 15.0, "tests/b.py": 30.0}
