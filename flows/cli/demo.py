@@ -9,6 +9,7 @@ replaces a live release. It creates the blocks it needs, runs the delivery flow 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -29,10 +30,21 @@ GIT_ID = ["-c", "user.name=prefect-delivery demo", "-c", "user.email=demo@localh
 
 class DemoRepo(BaseModel):
     path: str
+    #: a fixed author and committer date (git's format, e.g. "1765000000 +0000"): the same
+    #: content on the same parents is then the same commit (None: git's clock)
+    commit_date: str | None = None
 
     def git(self, *args: str) -> str:
+        env = None
+        if self.commit_date:
+            env = dict(os.environ, GIT_AUTHOR_DATE=self.commit_date)
+            env["GIT_COMMITTER_DATE"] = self.commit_date
         out = subprocess.run(
-            ["git", *GIT_ID, "-C", self.path, *args], capture_output=True, text=True, check=True
+            ["git", *GIT_ID, "-C", self.path, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         )
         return out.stdout.strip()
 

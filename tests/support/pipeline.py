@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from prefect_delivery.flows.cli.demo import GIT_ID, DemoRepo, prepare_repo
+from prefect_delivery.flows.cli.demo import DemoRepo, prepare_repo
 
 #: One commit date for this pytest process: in every test's repository the same content on the
 #: same parents is the same commit, so the pipeline builds and tests it once per session by its
@@ -22,26 +21,12 @@ _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or
 SESSION_COMMIT_DATE = f"{int(time.time()) - 86400 * _WORKER} +0000"
 
 
-class SessionRepo(DemoRepo):
-    """A demo repository whose commits carry the session's commit date (reproducible SHAs)."""
-
-    def git(self, *args: str) -> str:
-        env = dict(os.environ, GIT_AUTHOR_DATE=SESSION_COMMIT_DATE)
-        env["GIT_COMMITTER_DATE"] = SESSION_COMMIT_DATE
-        out = subprocess.run(
-            ["git", *GIT_ID, "-C", self.path, *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=env,
-        )
-        return out.stdout.strip()
-
-
-def session_repo(root: Path, **kwargs) -> SessionRepo:
+def session_repo(root: Path, **kwargs) -> DemoRepo:
     """A fresh copy of hello-service (or ``source=``) in a git repository under ``root``, whose
     commits are reproducible within the session (:data:`SESSION_COMMIT_DATE`)."""
-    return SessionRepo(path=prepare_repo(root, **kwargs).path)
+    repo = prepare_repo(root, **kwargs)
+    repo.commit_date = SESSION_COMMIT_DATE
+    return repo
 
 
 def commit_release(

@@ -89,7 +89,7 @@ def make_env(state_dir):
 @pytest.fixture
 def hello_repo():
     """A git repository holding a copy of hello-service; commit releases into it. The same
-    content on the same parents is the same commit in every test (support.pipeline.SessionRepo):
+    content on the same parents is the same commit in every test (support.pipeline.session_repo):
     built and tested once per session."""
     root = short_tmpdir("pd-repo-")
     repo = session_repo(root)
