@@ -50,13 +50,18 @@ def _controls(session) -> bool:
     return not hasattr(session.config, "workerinput")
 
 
+#: when the session began (monotonic s, the machine's busy CPU s), in the controlling process
+_session_start: tuple[float, float] | None = None
+
+
 def pytest_sessionstart(session):
+    global _session_start
     if _controls(session):
-        _started["<session>"] = (time.monotonic(), machine_busy_s(), 0.0)
+        _session_start = (time.monotonic(), machine_busy_s())
 
 
 def pytest_sessionfinish(session, exitstatus):
-    start = _started.pop("<session>", None)
+    start = _session_start
     if start is None or not _controls(session):
         return
     _append(
