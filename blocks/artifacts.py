@@ -29,6 +29,7 @@ from prefect_delivery.blocks.errors import GateFailed, InfrastructureError
 from prefect_delivery.blocks.paths import atomic_write_json, default_state_dir
 from prefect_delivery.blocks.registry import ImageRegistry
 from prefect_delivery.blocks.release import Artifact, Release
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 
 
 class ArtifactIntegrityError(GateFailed):
@@ -141,7 +142,7 @@ def unpack_wheel(wheel: Path, dest: Path) -> Path:
     return dest
 
 
-class ArtifactStore(Block):
+class ArtifactStore(SchemaOnce, Block):
     """A folder of immutable build artifacts: one per service and commit (a bundle, or the
     wheel an image installs), and the pool of wheels the bundles share."""
 

@@ -25,6 +25,7 @@ from prefect_delivery.blocks.metrics.router_stats import RouterStatsSource
 from prefect_delivery.blocks.paths import atomic_write_json, default_state_dir
 from prefect_delivery.blocks.release import Instance
 from prefect_delivery.blocks.routing import RouterBlock
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.secrets import load_secret
 from prefect_delivery.blocks.settings import (
     PromotionPolicy,
@@ -38,7 +39,7 @@ ENV_VAR_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
 BLOCK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-class Environment(Block):
+class Environment(SchemaOnce, Block):
     """A deployment environment: where instances run, how traffic reaches them, how to judge."""
 
     _block_type_name = "Delivery Environment"

@@ -32,6 +32,7 @@ from prefect_delivery.blocks.errors import (
     GateFailed,
     InfrastructureError,
 )
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.secrets import reveal
 
 ADDRESS_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
@@ -110,7 +111,7 @@ def registry_error(
     return InfrastructureError(f"registry {address}: {action} {ref} failed: {message.strip()}")
 
 
-class ImageRegistry(Block):
+class ImageRegistry(SchemaOnce, Block):
     """A Docker engine that builds service images and the registry they are pushed to."""
 
     _block_type_name = "Image Registry"

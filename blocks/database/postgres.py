@@ -20,10 +20,11 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from prefect_delivery.blocks.errors import ConfigError, DeliveryError, InfrastructureError
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.secrets import reveal
 
 
-class PostgresDatabase(Block):
+class PostgresDatabase(SchemaOnce, Block):
     """A PostgreSQL database an environment's releases use and its migrations are applied to."""
 
     _block_type_name = "Postgres Database"

@@ -21,6 +21,7 @@ from pydantic import Field
 from prefect_delivery.blocks import httpclient
 from prefect_delivery.blocks.metrics.samples import MetricScope, Samples
 from prefect_delivery.blocks.release import SmokeCheck
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 
 
 def check_endpoint(client: httpx.Client, base_url: str, check: SmokeCheck) -> str | None:
@@ -137,7 +138,7 @@ def probe(
 RATE_PER_S = 200.0
 
 
-class ProbeSource(Block):
+class ProbeSource(SchemaOnce, Block):
     """Synthetic probes against instances: request counts, errors, p50/p95/p99 latency."""
 
     _block_type_name = "Probe Source"

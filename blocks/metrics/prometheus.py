@@ -19,13 +19,14 @@ from pydantic import Field, SecretStr, field_validator
 from prefect_delivery.blocks import httpclient
 from prefect_delivery.blocks.metrics.samples import MetricScope, Samples
 from prefect_delivery.blocks.routing import EXPORTER_QUERIES, Router
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.secrets import mask, reveal
 
 #: The default queries read the metrics the router's own Prometheus exporter publishes.
 DEFAULT_REQUESTS, DEFAULT_ERRORS, DEFAULT_LATENCY_MS = EXPORTER_QUERIES
 
 
-class PrometheusSource(Block):
+class PrometheusSource(SchemaOnce, Block):
     """Metric source backed by a Prometheus HTTP API (instant queries)."""
 
     _block_type_name = "Prometheus Source"

@@ -15,6 +15,7 @@ from prefect.blocks.core import Block
 from prefect_delivery.blocks.errors import InfrastructureError
 from prefect_delivery.blocks.metrics.samples import MetricScope, Samples
 from prefect_delivery.blocks.routing import Router, SlotState
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 
 
 def counters(slots: list[SlotState], addresses: list[str]) -> tuple[int, int]:
@@ -24,7 +25,7 @@ def counters(slots: list[SlotState], addresses: list[str]) -> tuple[int, int]:
     return requests, errors
 
 
-class RouterStatsSource(Block):
+class RouterStatsSource(SchemaOnce, Block):
     """Per-instance request and 5xx counts of live traffic, read from the router."""
 
     _block_type_name = "Router Stats Source"

@@ -29,6 +29,7 @@ from prefect_delivery.blocks.routing.haproxy_runtime import (
     RuntimeAPI,
     render_config,
 )
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -39,7 +40,7 @@ def daemon_env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("PATH", "LANG", "TZ") if k in os.environ}
 
 
-class HAProxyRouter(Block):
+class HAProxyRouter(SchemaOnce, Block):
     """Routes an environment's traffic with HAProxy; weights change through the runtime API."""
 
     _block_type_name = "HAProxy Router"

@@ -36,6 +36,7 @@ from prefect_delivery.blocks.registry import (
     registry_error,
 )
 from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.targets.docker_labels import (  # noqa: F401 - the label API
     L_COMMIT,
     L_DIGEST,
@@ -74,7 +75,7 @@ def health_command(release: Release, host: str, port: int) -> list[str]:
     return ["CMD", python, "-c", code]
 
 
-class DockerTarget(Block):
+class DockerTarget(SchemaOnce, Block):
     """Runs each instance of a release as a container, by image digest, with host networking."""
 
     _block_type_name = "Docker Target"

@@ -34,11 +34,12 @@ from prefect_delivery.blocks.paths import (
     service_env,
 )
 from prefect_delivery.blocks.release import Instance, Release
+from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
 from prefect_delivery.blocks.targets.venv import Installer, in_venv, prepare_venv
 
 
-class ProcessTarget(Block):
+class ProcessTarget(SchemaOnce, Block):
     """Runs instances of a release as local processes on free loopback ports."""
 
     _block_type_name = "Process Target"
