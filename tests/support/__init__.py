@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from prefect_delivery.blocks import httpclient
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
@@ -102,7 +104,7 @@ class PrefectServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"prefect server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                if httpclient.get(f"{self.api_url}/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -186,7 +188,7 @@ class SteadyLoad:
             return due
 
     def _worker(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=5) as client:
+        with httpclient.client(base_url=self.url, timeout=5) as client:
             while not self._stop.is_set():
                 due = self._next_start()
                 if due is None:

@@ -6,8 +6,7 @@ import os
 import time
 from pathlib import Path
 
-import httpx
-
+from prefect_delivery.blocks import httpclient
 from prefect_delivery.flows.cli.demo import DemoRepo, prepare_repo
 
 #: One commit date for this pytest process: in every test's repository the same content on the
@@ -79,7 +78,7 @@ def deliver(repo, commit: str, envs, store: str, **kwargs):
 
 
 def served_version(env) -> dict:
-    return httpx.get(env.url + "/version", timeout=5).json()
+    return httpclient.get(env.url + "/version", timeout=5).json()
 
 
 def build_release(repo, version: str, fault: str = "none", store_root: str = "") -> object:

@@ -25,6 +25,7 @@ from uuid import UUID
 
 import httpx
 
+from prefect_delivery.blocks import httpclient
 from support import ROOT, VENV_BIN, PrefectServer, free_port
 
 POOL = "delivery-process"
@@ -332,7 +333,7 @@ class ServerStack:
 
     def served(self, environment: str) -> dict:
         port = self.production_port if environment == "production" else self.staging_port
-        return httpx.get(f"http://127.0.0.1:{port}/version", timeout=5).json()
+        return httpclient.get(f"http://127.0.0.1:{port}/version", timeout=5).json()
 
     def ledger(self, environment: str) -> list[dict]:
         path = self.state_dir / "ledger" / f"{environment}.jsonl"
