@@ -44,7 +44,12 @@ class Checkout(BaseModel):
 
 
 def workspace(service: str, commit: str) -> Path:
-    return Path(tempfile.gettempdir()) / "prefect-delivery-work" / service / commit
+    """Where a commit is exported, built and tested: ``$DELIVERY_WORK_DIR`` (default
+    ``<temp>/prefect-delivery-work``), one folder per service and commit, kept so that a later
+    delivery of the commit reuses its test virtualenv; nothing reads it once a delivery ends."""
+    root = os.environ.get("DELIVERY_WORK_DIR")
+    base = Path(root).expanduser() if root else Path(tempfile.gettempdir(), "prefect-delivery-work")
+    return base / service / commit
 
 
 @task(name="checkout", **INFRA_RETRIES)

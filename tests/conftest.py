@@ -7,7 +7,9 @@ The Prefect server is shared by the whole session and started on first use (the
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 #: This process's session folder and API port, chosen once: pytest-xdist's workers inherit the
 #: controller's environment and choose their own; a second import of this module in the same
@@ -24,6 +26,11 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_LEVEL"] = os.environ.get("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.setdefault("DELIVERY_STATE_DIR", os.path.join(_SESSION_DIR, "state"))
+# What a session writes stays in its folder, which a passing session removes (see
+# pytest_sessionfinish): the build workspaces of its commits, and uv's cache, where every
+# wheel installed from this session's artifact store (a path no other session has) is unpacked.
+os.environ["DELIVERY_WORK_DIR"] = os.path.join(_SESSION_DIR, "work")
+os.environ["UV_CACHE_DIR"] = os.path.join(_SESSION_DIR, "uv-cache")
 os.environ.pop("PREFECT_API_KEY", None)
 
 import pytest  # noqa: E402
@@ -68,6 +75,18 @@ def _drain_prefect_workers() -> None:
         EventsWorker.drain_all(timeout=10)
     except Exception:  # noqa: BLE001 - best effort at teardown
         pass
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own, which tears the session's fixtures down
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001 - pytest's hook signature
+    """A passing session removes what it wrote: its folder (Prefect's home and database, state,
+    build workspaces, uv's cache) and every ``short_tmpdir``. A failing one keeps them to be
+    read (DELIVERY_TESTS_KEEP=1 keeps them always). Without this every run left its workspaces,
+    venvs and unpacked wheels behind: 93 GB on the development machine, whose disk they filled."""
+    if exitstatus != 0 or os.environ.get("DELIVERY_TESTS_KEEP") == "1":
+        return
+    for path in [*session_dir.made, Path(_SESSION_DIR)]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001 - pytest's hook signature

@@ -26,6 +26,9 @@ VENV_BIN = Path(sys.executable).parent
 
 class session_dir:  # noqa: N801 - a namespace
     path: str = ""
+    #: the folders ``short_tmpdir`` made in this process: removed with ``path`` when the
+    #: session passes (tests/conftest.py)
+    made: list[Path] = []
 
 
 _names = itertools.count()
@@ -45,8 +48,11 @@ def free_port() -> int:
 
 
 def short_tmpdir(prefix: str = "pd-") -> Path:
-    """A short path under /tmp: unix sockets must stay under 108 characters."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    """A short path under /tmp: unix sockets must stay under 108 characters. It goes with the
+    session's folder when the session passes."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    session_dir.made.append(path)
+    return path
 
 
 class PrefectServer:
