@@ -95,6 +95,7 @@ def test_a_second_import_of_the_conftest_keeps_the_sessions_api(tmp_path):
         "print(first[1])\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DELIVERY_TESTS_PROCESS"}
+    env["TMPDIR"] = str(tmp_path)  # the session folder that import makes goes with tmp_path
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
