@@ -48,7 +48,10 @@ def workspace(service: str, commit: str) -> Path:
     ``<temp>/prefect-delivery-work``), one folder per service and commit, kept so that a later
     delivery of the commit reuses its test virtualenv; nothing reads it once a delivery ends."""
     root = os.environ.get("DELIVERY_WORK_DIR")
-    base = Path(root).expanduser() if root else Path(tempfile.gettempdir(), "prefect-delivery-work")
+    if not root:
+        return Path(tempfile.gettempdir(), "prefect-delivery-work", service, commit)
+    # absolute, as DELIVERY_STATE_DIR: the shards and the checks run in other working folders
+    base = Path(root).expanduser().resolve()
     return base / service / commit
 
 

@@ -17,6 +17,12 @@ def test_the_workspace_is_under_delivery_work_dir_one_folder_per_service_and_com
     assert workspace("other", commit) != workspace("hello-service", commit)
 
 
+def test_a_relative_delivery_work_dir_is_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DELIVERY_WORK_DIR", "work")
+    assert workspace("svc", "c0ffee") == tmp_path.resolve() / "work" / "svc" / "c0ffee"
+
+
 def test_without_it_the_workspace_is_in_the_temp_folder(monkeypatch):
     monkeypatch.delenv("DELIVERY_WORK_DIR", raising=False)
     expected = Path(tempfile.gettempdir()) / "prefect-delivery-work" / "svc" / "c0ffee"
