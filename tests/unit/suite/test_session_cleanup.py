@@ -66,13 +66,17 @@ def run_session(tmp_path: Path, outcome: str, keep: bool = False) -> tuple[int, 
 
 def test_a_passing_session_leaves_nothing_behind(tmp_path):
     code, seen = run_session(tmp_path, "pass")
-    assert code == 0
-    session = Path(seen["session"])
-    assert session.parent == tmp_path  # the session folder was made under our TMPDIR
-    assert Path(seen["work"]).is_relative_to(session)
-    assert Path(seen["uv"]).is_relative_to(session)
-    assert not session.exists()
-    assert not Path(seen["made"]).exists()
+    made = Path(seen["made"])
+    try:
+        assert code == 0
+        session = Path(seen["session"])
+        assert session.parent == tmp_path  # the session folder was made under our TMPDIR
+        assert Path(seen["work"]).is_relative_to(session)
+        assert Path(seen["uv"]).is_relative_to(session)
+        assert not session.exists()
+        assert not made.exists()
+    finally:  # short_tmpdir writes under /tmp, outside tmp_path: never left there by a failure
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.mark.parametrize("outcome, keep", [("fail", False), ("pass", True)])
