@@ -6,6 +6,9 @@ reads it back with no Prefect import and no Prefect API: the router's runtime cl
 target's instance list, the ledger. `delivery status`, `down`, a break-glass `rollback` and
 the monitor listener act from it in milliseconds. It can switch traffic between running
 instances; it can never start one (that needs the secrets, which stay in the blocks).
+
+As the Block does, a view is scoped to one service (``for_service``, through
+blocks/services.py) before it reads a router, instances or a ledger.
 """
 
 from __future__ import annotations
@@ -16,10 +19,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.ledger import Ledger
 from prefect_delivery.blocks.live import LiveState, join_live_state
 from prefect_delivery.blocks.release import Instance
 from prefect_delivery.blocks.routing import Router, control_from_settings
+from prefect_delivery.blocks.services import (
+    PolicyConflict,
+    ServiceRoute,
+    adopted_route,
+    legacy_service,
+    pick_service,
+    register_fix,
+    scope_key,
+    scoped_fields,
+    unknown_service,
+)
 
 SNAPSHOTS = "environments"
 
@@ -28,12 +43,17 @@ def snapshot_path(state_dir: str, name: str) -> Path:
     return Path(state_dir) / SNAPSHOTS / f"{name}.json"
 
 
+def service_snapshot_path(state_dir: str, name: str, service: str) -> Path:
+    return Path(state_dir) / SNAPSHOTS / name / f"{service}.json"
+
+
 class EnvironmentView(BaseModel):
     name: str
     state_dir: str
-    block: dict[str, Any]  # the Environment block as dumped (no secrets)
+    block: dict[str, Any]  # the Environment block as dumped (no secrets); scoped: its fields
     database: dict[str, Any] | None = None  # masked_url, local_cluster
     path: str
+    service: str | None = None  # set by for_service
 
     # ----------------------------------------------------------------- finding it
     @classmethod
@@ -63,9 +83,96 @@ class EnvironmentView(BaseModel):
                     found[path.stem] = view
         return [found[name] for name in sorted(found)]
 
+    # ----------------------------------------------------------------- services
+    def routes(self) -> dict[str, ServiceRoute]:
+        """The registered services' routes; an environment saved before services has its
+        one service's (adopted, as the Block adopts it)."""
+        routes = {
+            name: ServiceRoute.model_validate(route)
+            for name, route in (self.block.get("services") or {}).items()
+        }
+        legacy = legacy_service(self.state_dir, self.name)
+        if legacy and legacy not in routes:
+            route = self._adopted(legacy, routes)
+            if route is not None:
+                routes[legacy] = route
+        return routes
+
+    def _adopted(self, service: str, routes: dict[str, ServiceRoute]) -> ServiceRoute | None:
+        router = self.block["router"]
+        return adopted_route(
+            self.state_dir,
+            self.name,
+            service,
+            routes,
+            router["frontend_port"],
+            router.get("metrics_port"),
+        )
+
+    def services(self) -> list[str]:
+        return sorted(self.routes())
+
+    def for_service(self, service: str) -> EnvironmentView:
+        """The view of one service's part of the environment (see Environment.for_service)."""
+        if self.service is not None:
+            return self
+        routes = self.routes()
+        route = routes.get(service)
+        if route is None:
+            raise ConfigError(
+                f"environment {self.name!r}",
+                unknown_service(self.name, service, routes) + ".",
+                register_fix(),
+            )
+        try:
+            fields = scoped_fields(self.name, self.block, service, route)
+        except PolicyConflict as exc:
+            raise ConfigError(
+                f"environment {self.name!r}, services[{service!r}]", f"{exc}."
+            ) from None
+        database = self.database if route.adopted else None
+        if not route.adopted:
+            try:
+                path = service_snapshot_path(self.state_dir, self.name, service)
+                database = json.loads(path.read_text()).get("database")
+            except (OSError, ValueError, AttributeError):
+                database = None
+        return self.model_copy(
+            update={"block": {**self.block, **fields}, "database": database, "service": service}
+        )
+
+    def pick(self, service: str | None, command: str) -> EnvironmentView:
+        """Scoped to the service a command names, or to the only one here."""
+        return self.for_service(pick_service(self.name, self.services(), service, command))
+
+    def scoped(self, services: list[str] | None = None) -> list[EnvironmentView]:
+        """One view per service here (those ``services`` names, when given, that are here)."""
+        names = self.services()
+        if services:
+            names = [n for n in names if n in services]
+        return [self.for_service(n) for n in names]
+
+    @property
+    def key(self) -> str:
+        return scope_key(self.name, self._scoped())
+
+    @property
+    def scope(self) -> str:
+        return f"{self.name}/{self._scoped()}"
+
+    @property
+    def cli(self) -> str:
+        return f"{self.name} --service {self._scoped()}"
+
+    def _scoped(self) -> str:
+        if self.service is None:
+            raise RuntimeError(f"view of {self.name!r} is not scoped to a service")
+        return self.service
+
     # ----------------------------------------------------------------- reading
     @property
     def router_settings(self) -> dict[str, Any]:
+        self._scoped()
         return self.block["router"]
 
     @property
@@ -89,14 +196,18 @@ class EnvironmentView(BaseModel):
         return control_from_settings(self.router_settings)
 
     def instances(self) -> list[Instance]:
+        """Every instance of this service here (alive or exited)."""
+        service = self._scoped()
         target = self.block["target"]
         if self.target_kind == "process":
             from prefect_delivery.blocks.targets.process_records import ProcessRecords
 
-            return ProcessRecords(target["state_dir"]).list(self.name)
-        from prefect_delivery.blocks.targets.docker_labels import list_instances
+            found = ProcessRecords(target["state_dir"]).list(self.name)
+        else:
+            from prefect_delivery.blocks.targets.docker_labels import list_instances
 
-        return list_instances(target, self.name)
+            found = list_instances(target, self.name)
+        return [i for i in found if i.service == service]
 
     def running(self, among: list[Instance] | None = None) -> list[Instance]:
         alive = {i.id: i for i in self.instances() if i.alive}
@@ -126,4 +237,4 @@ class EnvironmentView(BaseModel):
         return join_live_state(self.name, self.url, slots, self.instances(), running)
 
     def ledger(self) -> Ledger:
-        return Ledger(self.state_dir, self.name)
+        return Ledger(self.state_dir, self.name, self._scoped())

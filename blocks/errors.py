@@ -1,4 +1,4 @@
-"""The three kinds of failure the pipeline knows, and how each is treated.
+"""The kinds of failure the pipeline knows, and how each is treated.
 
 - ``ConfigError``: bad input (a manifest, a block, a parameter). Raised before anything live
   changes; the message names where, what and how to fix it. Never retried.
@@ -6,6 +6,8 @@
   that did not start, a socket that did not answer). Stage tasks retry these with backoff.
 - ``VerdictError``: the pipeline judged the release (a failing test, a failed verification, a
   rejected approval). A verdict is never retried away.
+- ``InternalError``: a fault of prefect-delivery's own code (a bug), never the user's input:
+  said as such, with where to look (the run's logs, a traceback file). Never retried.
 
 Tasks decide whether to retry with :func:`is_retryable`, so the rule lives in one place.
 """
@@ -58,6 +60,18 @@ class InfrastructureError(DeliveryError):
 
 class VerdictError(DeliveryError):
     """The release was judged and failed a gate; never retried."""
+
+
+class InternalError(DeliveryError):
+    """A fault of prefect-delivery's own code, not of the input nor of the machinery."""
+
+    @classmethod
+    def of(cls, exc: BaseException, where: str) -> InternalError:
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        return cls(
+            f"internal error in prefect-delivery (a bug, not your input): {detail}. Where to "
+            f"look: {where}; please report it with that traceback."
+        )
 
 
 class GateFailed(VerdictError):

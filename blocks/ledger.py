@@ -1,8 +1,16 @@
-"""Ledger: the history of an environment (which release was deployed, verified, rolled back).
+"""Ledger: the history of one service in one environment (which release was deployed,
+verified, rolled back there).
 
 What is live is always read from the router and target; the ledger answers what they cannot:
-which release was verified before, when, and by which run. Each line is one JSON event, written
-with O_APPEND so concurrent writers never interleave within a line.
+which release was verified before, when, and by which run. Each service keeps its own file,
+``<state>/ledger/<environment>/<service>.jsonl``: another service's release is never in it, so
+never its baseline, stable release or rollback target. Each line is one JSON event, appended
+with O_APPEND (concurrent writers never interleave within a line) and fsynced before the
+append returns.
+
+An environment saved before services kept one ledger, ``<state>/ledger/<environment>.jsonl``;
+its lines of this service are read first (never written again), so a setup from before keeps
+its history.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pydantic import BaseModel
 
 from prefect_delivery.blocks.release import Release
 from prefect_delivery.blocks.secrets import mask_data
+from prefect_delivery.blocks.services import legacy_ledger_path
 
 EVENTS = (
     "deployed",
@@ -42,15 +51,22 @@ class LedgerEntry(BaseModel):
 
 
 class Ledger:
-    def __init__(self, state_dir: str, environment: str):
+    def __init__(self, state_dir: str, environment: str, service: str):
         self.environment = environment
-        self.path = Path(state_dir) / "ledger" / f"{environment}.jsonl"
+        self.service = service
+        self.path = Path(state_dir) / "ledger" / environment / f"{service}.jsonl"
+        self.legacy_path = legacy_ledger_path(state_dir, environment)
 
     def append(
         self, event: str, release: Release, run_id: str | None = None, **details: Any
     ) -> LedgerEntry:
         if event not in EVENTS:
             raise ValueError(f"unknown ledger event {event!r}")
+        if release.service != self.service:
+            raise ValueError(
+                f"a release of {release.service!r} cannot be recorded in {self.service!r}'s "
+                f"ledger of {self.environment!r}"
+            )
         entry = LedgerEntry(
             at=datetime.now(UTC),
             environment=self.environment,
@@ -70,16 +86,9 @@ class Ledger:
         return entry
 
     def entries(self) -> list[LedgerEntry]:
-        if not self.path.exists():
-            return []
-        result = []
-        for line in self.path.read_text().splitlines():
-            if line.strip():
-                try:
-                    result.append(LedgerEntry.model_validate_json(line))
-                except ValueError:
-                    continue  # a torn last line after a crash
-        return result
+        """This service's entries, oldest first (those of an old, shared ledger first)."""
+        result = [e for e in _read(self.legacy_path) if e.release.service == self.service]
+        return result + _read(self.path)
 
     def verified_releases(self) -> list[Release]:
         """Releases verified here, newest first, minus those rolled back after verification."""
@@ -106,3 +115,18 @@ class Ledger:
             if entry.event == event and (digest is None or entry.release.digest == digest):
                 return entry
         return None
+
+
+def _read(path: Path) -> list[LedgerEntry]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    result = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                result.append(LedgerEntry.model_validate_json(line))
+            except ValueError:
+                continue  # a torn last line after a crash
+    return result

@@ -7,7 +7,8 @@ digest are the same release, wherever they run.
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -117,6 +118,34 @@ class Instance(BaseModel):
     handle: str = Field(description="target-specific handle: a pid, a container id")
     alive: bool = True
 
+    @classmethod
+    def new(
+        cls, environment: str, release: Release, slot: str, host: str, port: int, handle: str
+    ) -> Instance:
+        """A new instance of ``release`` (its id: :func:`instance_name`), started now."""
+        return cls(
+            id=instance_name(environment, release, slot),
+            environment=environment,
+            service=release.service,
+            slot=slot,
+            release=release,
+            host=host,
+            port=port,
+            started_at=datetime.now(UTC),
+            handle=handle,
+        )
+
+    def variables(self) -> dict[str, str]:
+        """What every instance finds in its environment about itself (any target)."""
+        return {
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "DELIVERY_INSTANCE": self.id,
+            "DELIVERY_ENVIRONMENT": self.environment,
+            "DELIVERY_SERVICE": self.service,
+            "DELIVERY_SLOT": self.slot,
+        }
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
@@ -124,3 +153,12 @@ class Instance(BaseModel):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+def instance_name(environment: str, release: Release, slot: str) -> str:
+    """A new instance's id: where it runs, whose it is and which release, unique
+    (``production-hello-service-1a2b3c4d-green0-5e6f70``): what `docker ps`, an instance's
+    folder and its DELIVERY_INSTANCE variable show."""
+    return (
+        f"{environment}-{release.service}-{release.commit[:8]}-{slot}-{uuid.uuid4().hex[:6]}"
+    )

@@ -40,6 +40,7 @@ from prefect_delivery.blocks.errors import (
     DeliveryError,
     GateFailed,
     InfrastructureError,
+    InternalError,
     VerdictError,
 )
 from prefect_delivery.blocks.release import Release
@@ -71,9 +72,10 @@ from prefect_delivery.tasks.runtime.kill_points import kill_point
 from prefect_delivery.tasks.runtime.lock import environment_lock
 from prefect_delivery.tasks.runtime.log import run_logger
 from prefect_delivery.tasks.runtime.report import DeliverySummary
+from prefect_delivery.tasks.runtime.tags import service_tags, tag_run
 from prefect_delivery.tasks.runtime.test_record import passed_before, record_pass
 from prefect_delivery.tasks.runtime.traffic import Preempted
-from prefect_delivery.tasks.source import resolve_source
+from prefect_delivery.tasks.source import resolve_source, service_name_at
 from prefect_delivery.tasks.test import (
     SuiteReport,
     durations_snapshot,
@@ -103,6 +105,8 @@ class DeliveryFailed(DeliveryError):
             return DeliveryRefused(str(cause), summary, cause)
         if isinstance(cause, InfrastructureError):
             return DeliveryBroken(str(cause), summary)
+        if isinstance(cause, InternalError):
+            return DeliveryBug(str(cause), summary)
         return DeliveryStopped(str(cause), summary)
 
 
@@ -125,6 +129,11 @@ class DeliveryStopped(DeliveryFailed, VerdictError):
 
 class DeliveryBroken(DeliveryFailed, InfrastructureError):
     """Stopped by a fault of the machinery that its retries did not overcome."""
+
+
+class DeliveryBug(DeliveryFailed, InternalError):
+    """Stopped by a fault of prefect-delivery's own code (reported as such, never as bad
+    input)."""
 
 
 #: Names of the Failed-type final states of a run that stopped at the approval gate.
@@ -171,15 +180,25 @@ def _check_environments(names: list[str]) -> list[Environment]:
                 f"correct them in the Prefect UI (Blocks) or save the block again "
                 f"(`delivery setup`, or Environment(...).save({name!r}, overwrite=True))",
             ) from None
-    for env in envs:
-        env.instance_env()  # every Secret block it names must exist before anything runs
-        env.remember()
     return envs
 
 
+def _for_service(envs: list[Environment], service: str, service_dir: str) -> list[Environment]:
+    """Each environment as the service sees it (its route there: router, instances, ledger,
+    database); a service with no route in one of them is refused here, before anything
+    runs. A route adopted from a setup saved before services is saved now."""
+    scoped = [env.for_service(service, service_dir) for env in envs]
+    for env in scoped:
+        env.keep_adopted()
+        env.instance_env()  # every Secret block it names must exist before anything runs
+        env.remember()
+    return scoped
+
+
 def require_verified_upstream(upstream: Environment, release: Release) -> None:
-    """The environment before this one in the run must have verified the digest."""
-    verified = [r.digest for r in upstream.ledger().verified_releases()]
+    """The environment before this one in the run must have verified the digest (in the
+    service's own history there)."""
+    verified = [r.digest for r in upstream.history(release.service).verified_releases()]
     if release.digest not in verified:
         raise GateFailed(
             "promotion",
@@ -187,13 +206,18 @@ def require_verified_upstream(upstream: Environment, release: Release) -> None:
         )
 
 
-def _verified_commits(name: str) -> set[str]:
-    """Commits an environment's ledger records as verified (for the policy check)."""
-    try:
-        env = Environment.load(name)
-    except (ValueError, RuntimeError):
-        return set()
-    return {r.commit for r in env.ledger().verified_releases()}
+def _verified_commits(service: str):
+    """Environment name -> commits of ``service`` its ledger records as verified (for the
+    policy check)."""
+
+    def verified(name: str) -> set[str]:
+        try:
+            env = Environment.load(name)
+        except (ValueError, RuntimeError):
+            return set()
+        return {r.commit for r in env.history(service).verified_releases()}
+
+    return verified
 
 
 def _source(service_dir: str, commit: CommitInput, envs: list[Environment], run_id):
@@ -257,8 +281,11 @@ def delivery(
         )
     envs = _check_environments(names)
     source = _source(service_dir, commit, envs, run_id)
-    check_request(envs, source.commit, auto_approve, _verified_commits)
-    summary = DeliverySummary(service=Path(service_dir).name, commit=source.commit)
+    service = service_name_at(source)
+    envs = _for_service(envs, service, service_dir)
+    tag_run(run_id, service)
+    check_request(envs, source.commit, auto_approve, _verified_commits(service))
+    summary = DeliverySummary(service=service, commit=source.commit)
     store = ArtifactStore.load(artifact_store)
     count = shards or default_shards()
 
@@ -326,7 +353,10 @@ def delivery(
                 evidence = done.evidence
                 previous = env
                 continue
-            with environment_lock(env.name, env.state_dir, run_id or "local", on_busy):
+            with (
+                environment_lock(env.key, env.state_dir, run_id or "local", on_busy),
+                service_tags(env.service),
+            ):
                 evidence = _roll_out(env, release, previous, summary, run_id, _checks(co))
             previous = env
     except Preempted as exc:
@@ -337,6 +367,13 @@ def delivery(
         summary.reason = str(exc).splitlines()[0][:300]
         _finish(summary)
         raise DeliveryFailed.of(exc, summary) from exc
+    except Exception as exc:  # a bug of ours: said as one, never as the user's input
+        run_logger().exception("internal error")
+        bug = InternalError.of(exc, f"the logs of flow run {run_id or '(this run)'}")
+        summary.outcome = "failed"
+        summary.reason = str(bug)[:300]
+        _finish(summary)
+        raise DeliveryFailed.of(bug, summary) from exc
     if summary.outcome in FINAL_STATE_NAMES:
         _finish(summary)
         # Not Completed: `prefect deployment run --watch` exits 0 only for a release that
@@ -489,7 +526,7 @@ def _monitor(env: Environment, release: Release, outcome: DeployOutcome, record)
     )
     kept = "rolled back in the bake" if result.breached else "kept after its bake"
     publish_rollout(
-        env.name,
+        env.scope,
         [*rollout_runs(outcome), result.analysis],
         f"{release.label} in {env.name} ({outcome.strategy}, {kept})",
     )

@@ -27,6 +27,7 @@ from prefect_delivery.tasks.revert import revert
 from prefect_delivery.tasks.runtime.context import current_run_id
 from prefect_delivery.tasks.runtime.kill_points import kill_point
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.progress import artifact_key
 from prefect_delivery.tasks.runtime.report import fmt_ms, publish_markdown, publish_table
 from prefect_delivery.tasks.runtime.traffic import Preempted
 from prefect_delivery.tasks.verify import (
@@ -46,6 +47,7 @@ class StepRecord(BaseModel):
 
 class DeployOutcome(BaseModel):
     environment: str
+    service: str = ""
     url: str
     release: Release
     status: str  # deployed, already-live
@@ -71,13 +73,16 @@ def _new_slot(stable_instances: list[Instance]) -> str:
     return "green" if any(i.slot.startswith("blue") for i in stable_instances) else "blue"
 
 
-@flow(name="deploy", flow_run_name="deploy {release.version} to {environment}")
+@flow(
+    name="deploy", flow_run_name="deploy {release.service} {release.version} to {environment}"
+)
 def deploy(environment: str, release: Release, checks: Checks | None = None) -> DeployOutcome:
-    """Deploy ``release`` to the environment named by an Environment block; with ``checks``
-    (the manifest's end-to-end suite), run them against the environment once the release
-    serves, before it counts as verified."""
+    """Deploy ``release`` to its service's part of the environment named by an Environment
+    block (its route there: its own router, instances and ledger); with ``checks`` (the
+    manifest's end-to-end suite), run them against it once the release serves, before it
+    counts as verified."""
     logger = run_logger()
-    env = Environment.load(environment)
+    env = Environment.load(environment).for_service(release.service)
     env.remember()
     verified = [r.digest for r in env.ledger().verified_releases()]
     if not decide_reconcile(env.observe(), release.digest, verified).already_live:
@@ -85,6 +90,7 @@ def deploy(environment: str, release: Release, checks: Checks | None = None) -> 
     rec = reconcile(env, release)
     outcome = DeployOutcome(
         environment=env.name,
+        service=env.service,
         url=env.url,
         release=release,
         status="already-live" if rec.already_live else "deployed",
@@ -93,7 +99,7 @@ def deploy(environment: str, release: Release, checks: Checks | None = None) -> 
         previous_instances=rec.stable_instances if not rec.already_live else [],
     )
     if rec.already_live:
-        logger.info("%s already serves %s, verified; nothing to deploy", env.name, release.label)
+        logger.info("%s already serves %s, verified; nothing to deploy", env.scope, release.label)
         running = env.running()
         outcome.new_instances = [i for i in running if i.release.digest == release.digest]
         outcome.previous_instances = [i for i in running if i.release.digest != release.digest]
@@ -158,7 +164,7 @@ def deploy(environment: str, release: Release, checks: Checks | None = None) -> 
                         step.max_extensions,
                     )
                     outcome.analyses.append(analysis)
-                    _publish_analysis(env.name, analysis)
+                    _publish_analysis(env.scope, analysis)
                     if analysis.action is not Action.PROMOTE:
                         raise GateFailed("analysis", analysis.summary())
                     detail = analysis.summary()
@@ -215,7 +221,7 @@ def deploy(environment: str, release: Release, checks: Checks | None = None) -> 
         figures=recorded_figures(outcome.verification.samples) if outcome.verification else None,
     )
     _publish_report(outcome)
-    logger.info("%s now serves %s (verified)", env.name, release.label)
+    logger.info("%s now serves %s (verified)", env.scope, release.label)
     return outcome
 
 
@@ -235,31 +241,27 @@ def _roll_back(
         raise
     except Exception as exc:
         raise RollbackFailed(
-            f"rolling back {env.name} after '{cause}' failed too: {exc}. Check `delivery "
-            f"status`, then run `delivery rollback {env.name}`."
+            f"rolling back {env.scope} after '{cause}' failed too: {exc}. Check `delivery "
+            f"status`, then run `delivery rollback {env.name} --service {env.service}`."
         ) from exc
 
 
-def _publish_analysis(environment: str, analysis: StepAnalysis) -> None:
+def _publish_analysis(where: str, analysis: StepAnalysis) -> None:
     """One table artifact per analysis step: every interval's numbers and decision."""
     try:
         publish_table(
-            key=f"analysis-{environment}-{_slug(analysis.label)}",
+            key=artifact_key("analysis", where, analysis.label),
             rows=[r.model_dump(mode="json") for r in analysis.intervals],
-            description=f"{environment}: {analysis.summary()}",
+            description=f"{where}: {analysis.summary()}",
         )
     except Exception as exc:  # an artifact is a record, not a gate
         run_logger().warning("could not publish the analysis table: %s", exc)
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
 def report_markdown(outcome: DeployOutcome) -> str:
     """Why the rollout was promoted or rolled back, with every measurement that decided it."""
     head = (
-        f"# {outcome.strategy} deploy of `{outcome.release.label}` to {outcome.environment}: "
+        f"# {outcome.strategy} deploy of `{outcome.release.label}` to {_where(outcome)}: "
         f"**{'rolled back' if outcome.failure else outcome.status}**\n"
     )
     if outcome.failure:
@@ -304,23 +306,28 @@ def report_markdown(outcome: DeployOutcome) -> str:
     return head + body
 
 
+def _where(outcome: DeployOutcome) -> str:
+    return f"{outcome.environment}/{outcome.release.service}"
+
+
 def _publish_report(outcome: DeployOutcome) -> None:
+    where = _where(outcome)
     try:
         publish_table(
-            key=f"deploy-steps-{outcome.environment}",
+            key=artifact_key("deploy-steps", where),
             rows=[s.model_dump(mode="json") for s in outcome.steps],
             description=f"Steps of the {outcome.strategy} deploy of {outcome.release.label} "
-            f"to {outcome.environment}",
+            f"to {where}",
         )
         publish_markdown(
             markdown=report_markdown(outcome),
-            key=f"deploy-report-{outcome.environment}",
+            key=artifact_key("deploy-report", where),
             description=f"Why {outcome.release.label} was "
-            f"{'rolled back' if outcome.failure else 'promoted'} in {outcome.environment}",
+            f"{'rolled back' if outcome.failure else 'promoted'} in {where}",
         )
     except Exception as exc:  # an artifact is a record, not a gate
         run_logger().warning("could not publish the deploy report: %s", exc)
-    publish_rollout(outcome.environment, rollout_runs(outcome), _picture_title(outcome))
+    publish_rollout(where, rollout_runs(outcome), _picture_title(outcome))
 
 
 def rollout_runs(outcome: DeployOutcome) -> list:
@@ -332,3 +339,4 @@ def rollout_runs(outcome: DeployOutcome) -> list:
 def _picture_title(outcome: DeployOutcome, more: str = "") -> str:
     how = "rolled back" if outcome.failure else "promoted"
     return f"{outcome.release.label} in {outcome.environment} ({outcome.strategy}, {how}){more}"
+

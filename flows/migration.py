@@ -76,12 +76,16 @@ class MigrationOutcome(BaseModel):
         return self.status
 
 
-@flow(name="migrate", flow_run_name="migrate {release.version} in {environment}")
+@flow(
+    name="migrate",
+    flow_run_name="migrate {release.service} {release.version} in {environment}",
+)
 def migrate(environment: str, release: Release) -> MigrationOutcome:
-    """Rehearse, gate, apply and verify the release's pending migrations in ``environment``."""
+    """Rehearse, gate, apply and verify the release's pending migrations in its service's
+    database in ``environment``."""
     logger = run_logger()
     started = time.perf_counter()
-    env = Environment.load(environment)
+    env = Environment.load(environment).for_service(release.service)
     outcome = MigrationOutcome(environment=env.name, release=release, status="no-database")
     if env.database is None:
         return outcome

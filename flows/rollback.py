@@ -39,6 +39,7 @@ from prefect_delivery.tasks.runtime import events
 from prefect_delivery.tasks.runtime.context import current_run_id
 from prefect_delivery.tasks.runtime.lock import environment_lock
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.progress import artifact_key
 from prefect_delivery.tasks.runtime.report import publish_markdown
 from prefect_delivery.tasks.runtime.traffic import preempt, traffic_lock
 from prefect_delivery.tasks.verify import (
@@ -53,6 +54,7 @@ from prefect_delivery.tasks.verify import (
 
 class RollbackOutcome(BaseModel):
     environment: str
+    service: str = ""
     url: str
     status: str  # rolled-back, already-there, not-serving (the alert's digest does not serve)
     from_release: Release | None = None
@@ -64,26 +66,29 @@ class RollbackOutcome(BaseModel):
     retired: list[str] = Field(default_factory=list)
 
 
-@flow(name="rollback", flow_run_name="rollback {environment}")
+@flow(name="rollback", flow_run_name="rollback {service} in {environment}")
 def rollback(
     environment: str,
+    service: str | None = None,
     to: str | None = None,
     reason: str = "requested",
     digest: str | None = None,
     source: Literal["person", "monitor"] = "person",
 ) -> RollbackOutcome:
-    """Return ``environment`` to its previous verified release (or the one ``to`` names).
+    """Return ``service`` in ``environment`` to its previous verified release (or the one
+    ``to`` names); ``service`` may be left out only where one service is delivered. Nothing
+    of another service moves.
 
     ``digest``: act only while this release serves (what an alert saw); a monitor's alert
     (``source="monitor"``) must name one. A delivery in progress is preempted: it stops at
     its next safe point and lets go of the environment, which this flow then takes.
     """
     started = time.perf_counter()
-    env = Environment.load(environment)
+    env = Environment.load(environment).pick(service or None, "delivery rollback")
     env.remember()
     if source == "monitor" and not (digest or "").strip():
         raise ConfigError(
-            f"rollback {env.name} (a monitor's alert)",
+            f"rollback {env.scope} (a monitor's alert)",
             "the alert names no release digest, so it cannot be told apart from an alert "
             "about an older or a newer release; nothing was changed.",
             "send alerts with `delivery monitor-alert ENV --reason ...` (it names the digest "
@@ -93,9 +98,9 @@ def rollback(
     if digest and (serving is None or not names(digest, serving.digest)):
         return _not_serving(env, digest, serving)
     by = f"rollback flow run {current_run_id() or 'local'} ({source})"
-    with traffic_lock(env.state_dir, env.name):  # a delivery in progress stops at its next
-        preempt(env.state_dir, env.name, by, None, reason)  # safe point and lets go
-    with environment_lock(env.name, env.state_dir, current_run_id() or "local"):
+    with traffic_lock(env.state_dir, env.key):  # a delivery in progress stops at its next
+        preempt(env.state_dir, env.key, by, None, reason)  # safe point and lets go
+    with environment_lock(env.key, env.state_dir, current_run_id() or "local"):
         return roll_back_environment(
             env, to, reason, started, expect_digest=digest or None, source=source
         )
@@ -104,12 +109,13 @@ def rollback(
 def _not_serving(env: Environment, digest: str, serving: Release | None) -> RollbackOutcome:
     run_logger().info(
         "%s: the alert is about %s, which does not serve here now (%s does); nothing to do",
-        env.name,
+        env.scope,
         digest[:19],
         serving.label if serving else "nothing",
     )
     return RollbackOutcome(
         environment=env.name,
+        service=env.service,
         url=env.url,
         status="not-serving",
         from_release=serving,
@@ -117,9 +123,12 @@ def _not_serving(env: Environment, digest: str, serving: Release | None) -> Roll
     )
 
 
-@flow(name="rollback-record", flow_run_name="record the rollback of {environment}")
+@flow(
+    name="rollback-record", flow_run_name="record the rollback of {service} in {environment}"
+)
 def record_rollback(
     environment: str,
+    service: str,
     to_digest: str,
     left: list[str],
     reason: str,
@@ -133,18 +142,19 @@ def record_rollback(
     rolled-back event, report). If the target fails its verification, traffic stays on it
     (the release left was judged bad), the run ends Failed and says that both failed."""
     started = time.perf_counter()
-    env = Environment.load(environment)
+    env = Environment.load(environment).for_service(service)
     env.remember()
-    with environment_lock(env.name, env.state_dir, current_run_id() or "local"):
+    with environment_lock(env.key, env.state_dir, current_run_id() or "local"):
         live = env.observe()
         releases = live.releases()
         target = releases.get(to_digest) or next(
             (r for r in env.ledger().verified_releases() if r.digest == to_digest), None
         )
         if target is None:
-            raise ConfigError(f"rollback-record {env.name}", f"{to_digest} is not known here.")
+            raise ConfigError(f"rollback-record {env.scope}", f"{to_digest} is not known here.")
         outcome = RollbackOutcome(
             environment=env.name,
+            service=env.service,
             url=env.url,
             status="rolled-back",
             from_release=releases.get(left[0]) if left else None,
@@ -194,7 +204,7 @@ def _publish_rollback_report(
     outcome: RollbackOutcome, reason: str, left: list[Release]
 ) -> None:
     lines = [
-        f"# Rollback of {outcome.environment}: **{outcome.status}**",
+        f"# Rollback of {outcome.service} in {outcome.environment}: **{outcome.status}**",
         "",
         f"- reason: {reason}",
         f"- traffic on `{outcome.to_release.label}` in {outcome.switch_ms:.1f} ms (one weight "
@@ -206,9 +216,10 @@ def _publish_rollback_report(
     lines.append(f"- instances retired: {len(outcome.retired)}")
     try:
         publish_markdown(
-            key=f"rollback-{outcome.environment}",
+            key=artifact_key("rollback", outcome.environment, outcome.service),
             markdown="\n".join(lines) + "\n",
-            description=f"Rollback of {outcome.environment} to {outcome.to_release.label}",
+            description=f"Rollback of {outcome.service} in {outcome.environment} to "
+            f"{outcome.to_release.label}",
         )
     except Exception as exc:  # noqa: BLE001 - an artifact is a record, not a gate
         run_logger().warning("could not publish the rollback report: %s", exc)
@@ -229,7 +240,7 @@ def _both_failed(
     """The target failed too: record it (not chosen again), say so, end Failed."""
     env.ledger().append("failed", target, current_run_id(), reason=f"rollback target: {why}")
     message = (
-        f"rollback of {env.name} failed: {current.label if current else 'nothing'} was left "
+        f"rollback of {env.scope} failed: {current.label if current else 'nothing'} was left "
         f"({reason}) and {target.label} did not verify either: {why}. {traffic}"
     )
     events.verification_failed(env.name, target, message[:500], gate="rollback verification")
@@ -252,9 +263,10 @@ def roll_back_environment(
     current = live.serving()
     if expect_digest and (current is None or not names(expect_digest, current.digest)):
         return _not_serving(env, expect_digest, current)
-    target, left = rollback_plan(live, env.ledger().verified_releases(), to, env.name)
+    target, left = rollback_plan(live, env.ledger().verified_releases(), to, env.cli)
     outcome = RollbackOutcome(
         environment=env.name,
+        service=env.service,
         url=env.url,
         status="rolled-back",
         from_release=current,

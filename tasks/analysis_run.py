@@ -210,9 +210,9 @@ def _progress(env: Environment, policy: Policy, label: str) -> WaitProgress | No
     """A progress artifact for the long waits (a step's window, the bake); a verification
     burst lasts seconds and has none."""
     if policy.kind == "step":
-        return canary_step(env.name, label, policy.window_s).start()
+        return canary_step(env.scope, label, policy.window_s).start()
     if policy.kind == "bake":
-        return bake_window(env.name, policy.window_s).start()
+        return bake_window(env.scope, policy.window_s).start()
     return None
 
 
@@ -223,7 +223,7 @@ def _weight_pct(env: Environment, instances: list[Instance]) -> float | None:
     except Exception:  # noqa: BLE001 - a picture's detail, never a reason to stop judging
         return None
     total = sum(weights.values())
-    mine = sum(weights.get(i.address, 0) for i in instances)
+    mine = sum(weights.get(address, 0) for address in {i.address for i in instances})
     return round(100.0 * mine / total, 1) if total else 0.0
 
 
@@ -340,7 +340,7 @@ def run_analysis(
             progress.tick(note=f"{verdict.outcome.value}: {verdict.reason}"[:200])
         if action is Action.CONTINUE:
             kill_point(f"{policy.kill_point}-{env.name}")
-            assert_not_preempted(env.name)  # a safe point: a rollback may have taken over
+            assert_not_preempted(env.key)  # a safe point: a rollback may have taken over
             continue
         if action is Action.EXTEND:
             extensions += 1

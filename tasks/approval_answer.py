@@ -22,6 +22,7 @@ class AnswerResult(BaseModel):
     flow_run_id: str
     flow_run_name: str
     environment: str
+    service: str = ""
     approved: bool
     state: str
 
@@ -35,14 +36,16 @@ def _not_an_approval(run_id: str, name: str, what: str) -> ConfigError:
 
 
 def approver_refusal(environment: str, approver: str, shown: dict[str, str]) -> str | None:
-    """The environment's policy on who may approve, checked before the run is resumed (the
-    run checks it again: it is the authority)."""
+    """The policy on who may approve (the environment's, with the service's route on top),
+    checked before the run is resumed (the run checks it again: it is the authority)."""
     from prefect_delivery.blocks.environment import Environment
     from prefect_delivery.tasks.promotion import answer_refusal
 
     try:
         env = Environment.load(environment)
-    except (ValueError, RuntimeError):
+        if shown.get("service"):
+            env = env.for_service(shown["service"])
+    except (ValueError, RuntimeError, ConfigError):
         return None  # the run checks it against the block it loaded
     commit = shown.get("commit") or "0" * 40
     release = _Shown(commit=commit, author=shown.get("author") or None)
@@ -56,8 +59,11 @@ class _Shown(BaseModel):
     author: str | None = None
 
 
-def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> AnswerResult:
-    """Resume a run paused at an approval gate with an ``Approval`` answer.
+def answer_approval(
+    run_id: str, approved: bool, approver: str, reason: str, service: str | None = None
+) -> AnswerResult:
+    """Resume a run paused at an approval gate with an ``Approval`` answer; with ``service``,
+    only if the run waits with a release of that service.
 
     The Prefect UI does the same: read the run's pause (its input keyset), then POST the
     answer as ``run_input`` to ``/flow_runs/<id>/resume``, where the server validates it
@@ -117,8 +123,16 @@ def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> 
         shown = {
             name: prop.get("default", "")
             for name, prop in schema.get("properties", {}).items()
-            if name in ("commit", "digest", "author")
+            if name in ("commit", "digest", "author", "service")
         }
+        if service and shown.get("service") and shown["service"] != service:
+            raise ConfigError(
+                f"--service {service}",
+                f"flow run {flow_run_id} ({run.name}) waits with a release of "
+                f"{shown['service']!r}, not {service!r}; nothing was answered.",
+                "check the run id (the Prefect UI, filtered by the service's tag), or the "
+                "--service you meant.",
+            )
         if approved:
             refusal = approver_refusal(environment, approver, shown)
             if refusal:
@@ -132,6 +146,7 @@ def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> 
                 "commit": shown.get("commit", ""),
                 "digest": shown.get("digest", ""),
                 "author": shown.get("author", ""),
+                "service": shown.get("service", ""),
             },
         )
     if result.status == SetStateStatus.ACCEPT:
@@ -139,6 +154,7 @@ def answer_approval(run_id: str, approved: bool, approver: str, reason: str) -> 
             flow_run_id=str(flow_run_id),
             flow_run_name=run.name,
             environment=environment,
+            service=shown.get("service", ""),
             approved=approved,
             state=result.state.name if result.state else "",
         )

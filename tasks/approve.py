@@ -14,7 +14,7 @@ paused run) or from ``delivery approve`` / ``delivery reject``:
 The pause key is one per environment and run (``approve-<env>-<run id>``); ``delivery
 approve`` uses it to tell an approval gate from any other pause. Every decision (approved,
 rejected, timed out, automatic) is recorded in the environment's ledger, as a markdown
-artifact (``approval-<env>``) and as a ``delivery.release.approval-decided`` event.
+artifact (``approval-<env>-<service>``) and as a ``delivery.release.approval-decided`` event.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from prefect_delivery.blocks.release import Release
 from prefect_delivery.tasks.analysis import Verdict
 from prefect_delivery.tasks.runtime import events
 from prefect_delivery.tasks.runtime.log import run_logger
-from prefect_delivery.tasks.runtime.progress import approval_gate
+from prefect_delivery.tasks.runtime.progress import approval_gate, artifact_key
 from prefect_delivery.tasks.runtime.report import publish_markdown
 
 KEY_RE = re.compile(r"[^a-z0-9-]+")
@@ -68,6 +68,7 @@ class Approval(RunInput):
         default="", description="The artifact digest this answer is about (filled in: leave it)."
     )
     author: str = Field(default="", description="The commit's author (filled in).")
+    service: str = Field(default="", description="The service this answer is about (filled in).")
 
 
 class ApprovalDecision(BaseModel):
@@ -336,6 +337,11 @@ def answer_problem(env: Any, release: Release, answer: Approval) -> str | None:
     or its approver may not approve here (the list, or their own commit)."""
     from prefect_delivery.tasks.promotion import answer_refusal
 
+    if answer.service and answer.service != release.service:
+        return (
+            f"the answer is about the service {answer.service!r}, not {release.service!r} "
+            "waiting here; an approval counts only for what it was shown"
+        )
     if (answer.digest, answer.commit) != (release.digest, release.commit):
         return (
             f"the answer is about {answer.commit[:12] or '?'} / {answer.digest[:19] or '?'}, "
@@ -402,6 +408,7 @@ def request_approval(
         commit=release.commit,
         digest=release.digest,
         author=release.author or "",
+        service=release.service,
     )
     started = time.monotonic()
     attempt = 0
@@ -412,7 +419,7 @@ def request_approval(
         if key not in fired:  # not a suspended run passing a gate it was answered at
             events.approval_requested(env.name, release, key, remaining, mode)
             deadline = datetime.now(UTC).timestamp() + remaining
-            waiting = approval_gate(env.name, remaining).start(
+            waiting = approval_gate(env.scope, remaining).start(
                 note=f"times out at {datetime.fromtimestamp(deadline, UTC):%Y-%m-%d %H:%M:%S} UTC"
             )
             logger.info(
@@ -489,7 +496,8 @@ def decision_markdown(decision: ApprovalDecision, flow_run_id: str | None) -> st
         ("digest", f"`{decision.release.digest}`"),
         ("flow run", f"`{flow_run_id}`" if flow_run_id else "-"),
     ]
-    return f"# Approval for {decision.environment}\n\n| | |\n|---|---|\n" + "\n".join(
+    title = f"{decision.release.service} in {decision.environment}"
+    return f"# Approval for {title}\n\n| | |\n|---|---|\n" + "\n".join(
         f"| {k} | {v} |" for k, v in rows
     )
 
@@ -509,7 +517,7 @@ def record_decision(env: Any, decision: ApprovalDecision, flow_run_id: str | Non
     try:
         publish_markdown(
             markdown=decision_markdown(decision, flow_run_id),
-            key=f"approval-{decision.environment}",
+            key=artifact_key("approval", decision.environment, decision.release.service),
             description=f"Approval decision for {decision.release.label} in "
             f"{decision.environment}: {decision.kind}",
         )

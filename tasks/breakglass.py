@@ -109,6 +109,7 @@ def contract_since(ledger: Ledger, target: Release) -> str | None:
 
 class Switch(BaseModel):
     environment: str
+    service: str = ""
     status: Status
     message: str
     target: Release | None = None
@@ -133,23 +134,24 @@ def break_glass(
     expect_digest: str | None = None,
     to: str | None = None,
 ) -> Switch:
-    """Move all traffic to the release to return to, at once, when that is safe (see the
-    module docstring); says what it did, or why the rollback flow must do it."""
+    """Move all of one service's traffic (``view``: scoped to it) to the release to return
+    to, at once, when that is safe (see the module docstring); says what it did, or why the
+    rollback flow must do it. Nothing of another service moves."""
     live = view.observe()
     serving = live.serving()
-    base = {"environment": view.name, "serving": serving}
+    base = {"environment": view.name, "service": view.service, "serving": serving}
     if expect_digest and (serving is None or not names(expect_digest, serving.digest)):
         return Switch(
             **base,
             status="not-serving",
             message=f"the alert is about {expect_digest[:19]}, which does not serve "
-            f"{view.name} now ({serving.label if serving else 'nothing'} does); nothing to do",
+            f"{view.scope} now ({serving.label if serving else 'nothing'} does); nothing to do",
         )
     ledger = view.ledger()
-    target, left = rollback_plan(live, ledger.verified_releases(), to, view.name)
+    target, left = rollback_plan(live, ledger.verified_releases(), to, view.cli)
     base.update(target=target, left=left)
     if not left:
-        return Switch(**base, status="already-there", message=f"{view.name} serves {target.label}")
+        return Switch(**base, status="already-there", message=f"{view.scope} serves {target.label}")
     if view.database and (phase := contract_since(ledger, target)):
         return Switch(
             **base,
@@ -169,7 +171,7 @@ def break_glass(
         return Switch(
             **base,
             status="not-warm",
-            message=f"{target.label} is not warm in {view.name} (retired): it must be started "
+            message=f"{target.label} is not warm in {view.scope} (retired): it must be started "
             "again and verified before it takes traffic",
         )
     leaving = [li.instance for li in live.instances if li.instance.release.digest != target.digest]
@@ -184,8 +186,8 @@ def break_glass(
     live_weights = {li.instance.address: li.weight for li in live.attached()}
     weights.update({i.address: 0 for i in leaving if live_weights.get(i.address)})
     router = view.router()
-    with traffic_lock(view.state_dir, view.name):
-        preempt(view.state_dir, view.name, by, target.digest, reason)
+    with traffic_lock(view.state_dir, view.key):
+        preempt(view.state_dir, view.key, by, target.digest, reason)
         started = time.perf_counter()
         router.set_weights(weights)
         took = (time.perf_counter() - started) * 1000
@@ -203,7 +205,7 @@ def break_glass(
     return Switch(
         **base,
         status="switched",
-        message=f"{view.name}: all traffic on {target.label} in {took:.1f} ms "
+        message=f"{view.scope}: all traffic on {target.label} in {took:.1f} ms "
         f"(was {serving.label if serving else 'nothing'})",
         from_instances=leaving,
         switch_ms=took,

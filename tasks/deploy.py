@@ -80,7 +80,8 @@ def reconcile(env: Environment, new: Release, keep_warm: bool = False) -> Reconc
 
 # ---------------------------------------------------------------------------- launch
 def wait_healthy(env: Environment, instance: Instance, release: Release) -> None:
-    """Poll the instance's health path until 200; a crash or timeout is the release's fault."""
+    """Poll the instance's health path until 200; a crash or timeout is the release's fault.
+    (Whose answer it was is confirmed after: ``Target.confirm``.)"""
     deadline = time.monotonic() + release.run.startup_timeout_s
     last = "no answer"
     url = instance.url + release.run.health_path
@@ -134,13 +135,14 @@ def launch(env: Environment, release: Release, slot: str, count: int) -> list[In
             started.append(env.target.start(release, env.name, name, env=extra))
         for instance in started:
             wait_healthy(env, instance, release)
+            env.target.confirm(instance)  # its port answers from it, not from another program
             problems = smoke(instance.url, release.run.smoke)
             if problems:
                 raise GateFailed(
                     "smoke", f"preview {instance.url} of {release.label}: " + "; ".join(problems)
                 )
             logger.info("Instance %s healthy at %s (preview passed)", instance.id, instance.url)
-        with traffic_change(env.name, env.state_dir):
+        with traffic_change(env.key, env.state_dir):
             for instance in started:
                 env.router.attach(instance.address)
         for instance in started:
@@ -185,7 +187,7 @@ def shift(
 ) -> TrafficChange:
     """Give the new release ``percent`` of the traffic; the rest stays on the stable release."""
     weights = share_weights(new_instances, stable_instances, percent)
-    with traffic_change(env.name, env.state_dir):
+    with traffic_change(env.key, env.state_dir):
         took = env.router.set_weights(weights)
     run_logger().info("%s: %d%% to the new release in %.1fms", env.name, percent, took)
     return TrafficChange(percent_new=percent, weights=weights, took_ms=took)
@@ -203,7 +205,7 @@ def replace(
     weights = {i.address: each for i in new_instances[: index + 1]}
     for n, instance in enumerate(stable_instances):
         weights[instance.address] = 0 if n <= index else each
-    with traffic_change(env.name, env.state_dir):
+    with traffic_change(env.key, env.state_dir):
         took = env.router.set_weights(weights)
     total = len(stable_instances)
     percent = 100.0 * min(index + 1, total) / max(1, total)
@@ -232,7 +234,7 @@ def restore(
     attached = set(env.router.weights())
     weights = {a: w for a, w in share_weights([], stable, 0).items() if a in attached}
     weights.update({i.address: 0 for i in new_instances if i.address in attached})
-    with traffic_change(env.name, env.state_dir):
+    with traffic_change(env.key, env.state_dir):
         took = env.router.set_weights(weights) if weights else 0.0
     run_logger().warning(
         "%s: rolled back to the stable release (%d instance(s)) in %.1fms",
@@ -246,7 +248,7 @@ def restore(
 @task(name="retire", **INFRA_RETRIES)
 def retire(env: Environment, instances: list[Instance]) -> int:
     """Drain, detach and stop instances that no longer take traffic."""
-    known = {i.id: i for i in env.target.list(env.name)}
+    known = {i.id: i for i in env.instances()}
     current = [known[i.id] for i in instances if i.id in known]
     _retire(env, current)
     if current:
@@ -289,16 +291,17 @@ def retire_release(env: Environment, ref: str, reason: str) -> tuple[Release, in
     ]
     if not chosen:
         raise ConfigError(
-            f"retire {env.name} {ref}",
+            f"retire {env.scope} {ref}",
             "no instance of such a release runs there.",
             "pick a commit or digest from `delivery status`.",
         )
     serving = [li.instance.id for li in chosen if li.weight > 0]
     if serving:
         raise ConfigError(
-            f"retire {env.name} {ref}",
+            f"retire {env.scope} {ref}",
             f"{', '.join(serving)} take(s) traffic; only a release kept warm can be retired.",
-            f"deliver another release or `delivery rollback {env.name}` first.",
+            f"deliver another release or `delivery rollback {env.name} --service "
+            f"{env.service}` first.",
         )
     release = chosen[0].instance.release
     count = retire.fn(env, [li.instance for li in chosen])

@@ -91,9 +91,10 @@ class Spread(BaseModel):
 
 
 class DoraFigures(BaseModel):
-    """The four figures for one environment over one period."""
+    """The four figures for one service in one environment over one period."""
 
     environment: str
+    service: str = ""
     since: datetime
     until: datetime
     deliveries: int = 0  # started in the period
@@ -208,17 +209,24 @@ def figures(
     since: datetime,
     until: datetime,
     commit_times: CommitTimes | None = None,
+    service: str | None = None,
 ) -> DoraFigures:
-    """The four figures of ``environment`` for deliveries started in [since, until)."""
+    """The four figures of ``environment`` (of ``service`` there, when given) for deliveries
+    started in [since, until)."""
     if until <= since:
         raise ValueError(f"the period ends ({until}) before it starts ({since})")
-    mine = [e for e in entries if e.environment == environment]
+    mine = [
+        e
+        for e in entries
+        if e.environment == environment and (service is None or e.release.service == service)
+    ]
     chosen = [d for d in deliveries(mine, commit_times) if since <= d.started_at < until]
     verified = [d for d in chosen if d.outcome == "verified" or d.outcome == "rolled-back"]
     failed = [d for d in chosen if d.failed]
     finished = [d for d in chosen if d.outcome != "in-flight"]
     result = DoraFigures(
         environment=environment,
+        service=service or "",
         since=since,
         until=until,
         deliveries=len(chosen),

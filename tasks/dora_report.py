@@ -1,4 +1,5 @@
-"""DORA figures of the environments, read from their ledgers (no Prefect import to read them).
+"""DORA figures of each service in each environment, read from its ledger (no Prefect import
+to read them): one service's deliveries never count in another's figures.
 
 ``delivery report`` prints :func:`dora_report`; the delivery flow publishes
 :func:`publish_dora_artifact` after each delivery. Commit times the ledger does not carry
@@ -49,9 +50,10 @@ def dora_report(
     days: float = 30.0,
     repos: list[str] | None = None,
     now: datetime | None = None,
+    services: list[str] | None = None,
 ) -> list[DoraFigures]:
-    """The figures of each environment (all with a snapshot, or ``names``) for the last
-    ``days`` days."""
+    """The figures of each service (all, or ``services``) in each environment (all with a
+    snapshot, or ``names``) for the last ``days`` days."""
     try:
         since, until = period(days, now)
     except ValueError as exc:
@@ -74,7 +76,17 @@ def dora_report(
         if not Path(repo).is_dir():
             raise ConfigError("--repo", f"{repo!r} is not a folder.", "pass a git checkout.")
     lookup = git_commit_times([str(Path(r).resolve()) for r in repos or ["."]])
-    return [figures(v.name, v.ledger().entries(), since, until, lookup) for v in chosen]
+    scoped = [s for v in chosen for s in v.scoped(services)]
+    if services and not scoped:
+        raise ConfigError(
+            f"--service {', '.join(services)}",
+            "no environment here carries it.",
+            "check the name with `delivery status`.",
+        )
+    return [
+        figures(v.name, v.ledger().entries(), since, until, lookup, service=v.service)
+        for v in scoped
+    ]
 
 
 def _rate(value: float | None) -> str:
@@ -87,8 +99,8 @@ def text(report: list[DoraFigures]) -> str:
     lines = []
     for f in report:
         lines += [
-            f"{f.environment}: {f.since:%Y-%m-%d %H:%M} .. {f.until:%Y-%m-%d %H:%M} UTC "
-            f"({f.days:g} days)",
+            f"{f.environment}/{f.service}: {f.since:%Y-%m-%d %H:%M} .. "
+            f"{f.until:%Y-%m-%d %H:%M} UTC ({f.days:g} days)",
             f"  deployment frequency  {f.deployments_per_day:.2f}/day ({f.verified} verified "
             f"of {f.deliveries} deliveries, {f.in_flight} in flight)",
             f"  lead time for changes median {duration(f.lead_time.median_s)}, mean "
@@ -117,13 +129,14 @@ def markdown(report: list[DoraFigures]) -> str:
         f"Deliveries started {head.since:%Y-%m-%d %H:%M} .. {head.until:%Y-%m-%d %H:%M} UTC, "
         "from the environments' ledgers.",
         "",
-        "| environment | deployments/day | verified / deliveries | lead time (median) "
+        "| environment | service | deployments/day | verified / deliveries | lead time (median) "
         "| change failure rate | time to restore (median) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for f in report:
         lines.append(
-            f"| {f.environment} | {f.deployments_per_day:.2f} | {f.verified} / {f.deliveries} "
+            f"| {f.environment} | {f.service} | {f.deployments_per_day:.2f} | "
+            f"{f.verified} / {f.deliveries} "
             f"| {duration(f.lead_time.median_s)} | {_rate(f.change_failure_rate)} "
             f"({f.failed}) | {duration(f.time_to_restore.median_s)} |"
         )

@@ -37,6 +37,7 @@ from prefect_delivery.blocks.release import Release
 from prefect_delivery.blocks.secrets import mask
 from prefect_delivery.migrations_lab.phases import PhasePlan
 from prefect_delivery.tasks.runtime.log import run_logger
+from prefect_delivery.tasks.runtime.progress import artifact_key
 from prefect_delivery.tasks.runtime.report import publish_markdown
 from prefect_delivery.tasks.runtime.retry import INFRA_RETRIES
 from prefect_delivery.tasks.schema_gates import (
@@ -447,7 +448,7 @@ def record_migration(
             markdown=migration_markdown(
                 env.name, release, plan, status, applied, rehearsal, gate, failure
             ),
-            key=f"migration-{env.name}",
+            key=artifact_key("migration", env.scope),
             description=f"Migration of {release.label} in {env.name}: {status}",
         )
     except Exception as exc:  # noqa: BLE001 - an artifact is a record, not a gate

@@ -35,9 +35,10 @@ def handle(
     state_dirs: list[str],
     environments: list[str] | None,
     spawn: Callable[[EnvironmentView, Switch, str], object],
-    through_flow: Callable[[str, str, str], object],
+    through_flow: Callable[[str, str, str, str], object],
 ) -> Switch | None:
-    """One event: act on a monitor's alert about an environment we serve (None: not ours)."""
+    """One event: act on a monitor's alert about a service in an environment we serve (None:
+    not ours). The alert acts on the service it names only; one that names none is ignored."""
     resource = event.resource
     if resource.get("delivery.source") != "monitor":
         return None
@@ -45,23 +46,32 @@ def handle(
     if not name or (environments and name not in environments):
         return None
     digest = resource.get("delivery.digest") or ""
+    service = resource.get("delivery.service") or ""
     logger = run_logger()
-    if not digest:
-        logger.warning("%s: a monitor's alert without a digest (event %s); ignored", name, event.id)
+    if not digest or not service:
+        logger.warning(
+            "%s: a monitor's alert without a %s (event %s); ignored",
+            name,
+            "digest" if not digest else "service",
+            event.id,
+        )
         return None
     view = EnvironmentView.recall(name, state_dirs)
-    if view is None:
-        logger.warning("%s: no snapshot in %s; the rollback flow decides", name, state_dirs)
-        through_flow(name, digest, _reason(event))
+    if view is None or service not in view.services():
+        logger.warning(
+            "%s/%s: no snapshot in %s; the rollback flow decides", name, service, state_dirs
+        )
+        through_flow(name, service, digest, _reason(event))
         return None
+    view = view.for_service(service)
     switch = break_glass(
         view, _reason(event), by=f"monitor listener (event {event.id})", expect_digest=digest
     )
-    logger.warning("%s: %s", name, switch.message)
+    logger.warning("%s: %s", view.scope, switch.message)
     if switch.status == "switched":
         spawn(view, switch, _reason(event))
     elif switch.status in ("not-warm", "needs-flow"):
-        through_flow(name, digest, _reason(event))
+        through_flow(name, service, digest, _reason(event))
     return switch
 
 

@@ -239,16 +239,23 @@ def from_analysis_runs(runs: list) -> list[RolloutInterval]:
     return records
 
 
-def publish_rollout(environment: str, runs: list, title: str) -> bytes | None:
-    """The rollout picture of an environment's analysis runs as the artifact
-    ``rollout-<environment>``; never raises (a picture is a record, not a gate)."""
+def publish_rollout(where: str, runs: list, title: str) -> bytes | None:
+    """The rollout picture of one service's analysis runs in an environment (``where``:
+    'environment/service') as the artifact ``rollout-<environment>-<service>``. Never raises:
+    a picture is a record, not a gate, so every step of making it (the records too) is inside
+    the guard, and what went wrong is a warning."""
     from prefect_delivery.tasks.runtime.log import run_logger
+    from prefect_delivery.tasks.runtime.progress import artifact_key
 
-    records = from_analysis_runs(runs)
-    if not records:
-        return None
     try:
-        return publish_rollout_picture(f"rollout-{environment}".lower(), records, title)
+        records = from_analysis_runs(runs)
+        if not records:
+            return None
+        return publish_rollout_picture(artifact_key("rollout", where), records, title)
     except Exception as exc:  # noqa: BLE001
-        run_logger().warning("could not publish the rollout picture: %s", exc)
+        run_logger().warning(
+            "could not draw the rollout picture of %s (the delivery goes on): %s",
+            where,
+            f"{type(exc).__name__}: {str(exc)[:300]}",
+        )
         return None

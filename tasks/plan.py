@@ -14,7 +14,6 @@ every start takes its whole timeout, the approval waits for its timeout).
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,8 @@ from prefect_delivery.blocks.settings import (
     VerificationSettings,
 )
 from prefect_delivery.tasks import strategies
-from prefect_delivery.tasks.manifest import MANIFEST_NAME, ServiceManifest, parse_manifest
 from prefect_delivery.tasks.schema_gates import ReleaseSchema, contract_blockers, pending_from
-from prefect_delivery.tasks.source import SourceRef, export_tree, resolve_source
+from prefect_delivery.tasks.source import SourceRef, export_tree, manifest_at, resolve_source
 
 DEFAULT_ENVIRONMENTS = ["staging", "production"]  # the delivery flow's default
 
@@ -84,23 +82,6 @@ class DeliveryPlan(BaseModel):
 
 
 # ---------------------------------------------------------------------------- reading
-def _manifest(source: SourceRef) -> ServiceManifest:
-    path = f"{source.subdir}/{MANIFEST_NAME}" if source.subdir else MANIFEST_NAME
-    out = subprocess.run(
-        ["git", "-C", source.repo, "show", f"{source.commit}:{path}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if out.returncode != 0:
-        raise ConfigError(
-            f"{path} at {source.commit[:10]}",
-            "is not in the commit: every service needs a delivery.toml manifest.",
-            "commit one; see examples/hello-service/delivery.toml.",
-        )
-    return parse_manifest(out.stdout, f"{path} at {source.commit[:10]}")
-
-
 def _schema(source: SourceRef, label: str) -> ReleaseSchema:
     """The commit's migrations, read from its tree in a temporary folder."""
     from prefect_delivery.migrations_lab.errors import LabConfigError
@@ -308,12 +289,22 @@ def plan_delivery(
     names: list[str] | None,
     state_dirs: list[str],
     approval_timeout_s: float = 3600.0,
+    service: str | None = None,
 ) -> DeliveryPlan:
-    """The plan of a delivery of ``commit`` of the service in ``service_dir``."""
+    """The plan of a delivery of ``commit`` of the service in ``service_dir``, from that
+    service's part of each environment (its router, instances and ledger only)."""
     views = _views(names, state_dirs)  # first: a wrong environment is said before git runs
     source = resolve_source(service_dir, commit)
-    manifest = _manifest(source)
-    label = f"{manifest.service.name} ({source.commit[:10]})"
+    manifest = manifest_at(source)
+    name = manifest.service.name
+    if service and service != name:
+        raise ConfigError(
+            f"--service {service}",
+            f"{service_dir} holds the service {name!r} (its delivery.toml), not {service!r}.",
+            "pass the folder of the service you mean, or leave --service out.",
+        )
+    views = [v.for_service(name) for v in views]  # a service with no route: said here
+    label = f"{name} ({source.commit[:10]})"
     schema = _schema(source, label)
     envs = [_environment(v, source, schema, manifest.run.startup_timeout_s) for v in views]
     stages = ["build", "test"]

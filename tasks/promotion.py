@@ -141,14 +141,15 @@ def answer_refusal(policy: PromotionPolicy, env_name: str, approver: str, releas
 
 def promotion_gate(env, release: Release) -> None:
     """The environment's own policy where a release enters it (the deploy and migration
-    flows, whoever calls them): the digest verified upstream and, where approval is
-    required, an approval of this digest standing in the ledger."""
+    flows, whoever calls them): the digest verified upstream (in the same service's history
+    there) and, where approval is required, an approval of this digest standing in the
+    service's ledger here."""
     from prefect_delivery.blocks.environment import Environment
 
     upstream = None
     if env.promotion.upstream:
         try:
-            upstream = Environment.load(env.promotion.upstream).ledger()
+            upstream = Environment.load(env.promotion.upstream).history(release.service)
         except (ValueError, RuntimeError):
             upstream = None
     require_verified_upstream(env.name, env.promotion, upstream, release)

@@ -78,6 +78,27 @@ def resolve_source(service_dir: str | Path, commit: str | None = None) -> Source
     )
 
 
+def manifest_at(ref: SourceRef):  # -> tasks.manifest.ServiceManifest
+    """The service's manifest as it is at the commit (read with ``git show``, before anything
+    is exported or built: a delivery of a service with no route is refused first)."""
+    from prefect_delivery.tasks.manifest import MANIFEST_NAME, parse_manifest
+
+    path = f"{ref.subdir}/{MANIFEST_NAME}" if ref.subdir else MANIFEST_NAME
+    shown = _git(Path(ref.repo), "show", f"{ref.commit}:{path}")
+    if shown.returncode != 0:
+        raise ConfigError(
+            f"{path} at {ref.commit[:10]}",
+            "is not in the commit: every service needs a delivery.toml manifest.",
+            "commit one; see examples/hello-service/delivery.toml.",
+        )
+    return parse_manifest(shown.stdout, f"{path} at {ref.commit[:10]}")
+
+
+def service_name_at(ref: SourceRef) -> str:
+    """The service's name as its manifest at the commit says."""
+    return manifest_at(ref).service.name
+
+
 def export_tree(ref: SourceRef, dest: Path) -> Path:
     """Write the service folder as it is at the commit into ``dest`` (replacing it)."""
     args = ["archive", "--format=tar", ref.commit]

@@ -1,10 +1,12 @@
-"""What is live in each environment, read from the router, the target and the ledger.
+"""What is live for each service in each environment, read from the routers, the target and
+the ledgers.
 
 The answers of ``delivery status`` and the stop-everything of ``delivery down``. Both read the
 environments from their local snapshots (blocks/environment.py ``remember``), so they answer
-at once, without the Prefect API: what runs comes from the router and the target, history
-(the database's revision) from the ledger. An environment with no snapshot yet (a block made
-in the UI and never used) is read from the Prefect API instead.
+at once, without the Prefect API: what runs comes from each service's router and the target,
+history (the database's revision) from its ledger. An environment with no snapshot yet (a
+block made in the UI and never used) is read from the Prefect API instead. One entry per
+(environment, service): every service is shown apart, or only those ``--service`` names.
 """
 
 from __future__ import annotations
@@ -102,10 +104,33 @@ def _json(answer: Answer | None) -> Any:
         return None
 
 
-def status_report(names: list[str] | None = None, state_dirs: list[str] | None = None):
-    """One entry per environment, each read live; the environments are read side by side, so
+def scoped_views(
+    names: list[str] | None, state_dirs: list[str], services: list[str] | None = None
+) -> list[EnvironmentView]:
+    """One view per (environment, service): every service of each environment, or those
+    ``services`` names (one that no environment carries is bad input)."""
+    views = environments(names, state_dirs)
+    if services:
+        known = {s for view in views for s in view.services()}
+        for service in services:
+            if service not in known:
+                raise ConfigError(
+                    f"--service {service}",
+                    f"no environment carries it (services: {', '.join(sorted(known)) or 'none'}).",
+                    "check the name (`delivery status` lists every service), or register it "
+                    "with `delivery service add SERVICE_DIR`.",
+                )
+    return [scoped for view in views for scoped in view.scoped(services)]
+
+
+def status_report(
+    names: list[str] | None = None,
+    state_dirs: list[str] | None = None,
+    services: list[str] | None = None,
+):
+    """One entry per (environment, service), each read live; they are read side by side, so
     the answer takes as long as the slowest one, not their sum."""
-    views = environments(names, state_dirs or [])
+    views = scoped_views(names, state_dirs or [], services)
     if len(views) <= 1:
         return [environment_report(env) for env in views]
     with ThreadPoolExecutor(max_workers=min(8, len(views))) as pool:
@@ -118,6 +143,7 @@ def environment_report(env: EnvironmentView) -> dict[str, Any]:
     serving = live.serving()
     return {
         "environment": env.name,
+        "service": env.service,
         "url": env.url,
         "router_running": live.router_running,
         "strategy": env.strategy.get("kind"),
@@ -167,16 +193,25 @@ def database_status(env: EnvironmentView) -> dict | None:
     return status
 
 
-def shut_down(names: list[str] | None = None, state_dirs: list[str] | None = None) -> list[str]:
+def shut_down(
+    names: list[str] | None = None,
+    state_dirs: list[str] | None = None,
+    services: list[str] | None = None,
+) -> list[str]:
+    """Stop the instances and routers of every service (or of those ``services`` names) in
+    the environments; an environment's own PostgreSQL stops only with all of its services."""
     from prefect_delivery.blocks.database.local import LocalCluster
 
     stopped = []
-    for env in environments(names, state_dirs or []):
+    for env in scoped_views(names, state_dirs or [], services):
         for instance in env.instances():
             env.stop(instance)
             stopped.append(instance.id)
         env.stop_router()
-        stopped.append(f"router:{env.name}")
+        stopped.append(f"router:{env.scope}")
+    if services:
+        return stopped
+    for env in environments(names, state_dirs or []):
         cluster = (env.database or {}).get("local_cluster")
         if cluster and LocalCluster(cluster).stop():
             stopped.append(f"postgres:{env.name}")

@@ -1,7 +1,8 @@
 """PrometheusSource: request, error and latency figures from a Prometheus, by instant query.
 
 Queries are templates: ``{servers}`` becomes a regex of the scope's router slots (e.g.
-``s0|s3``), ``{addresses}`` a regex of instance addresses, ``{window}`` the window in seconds.
+``s0|s3``), ``{addresses}`` a regex of instance addresses, ``{window}`` the window in seconds,
+``{backend}`` what the router's metrics call the service's backend.
 The default queries name the metrics of the router's own Prometheus exporter (router
 ``metrics_port``), so a Prometheus that scrapes the router works with no further configuration.
 A Prometheus that does not answer gives an Error sample: the analysis retries, then fails safe.
@@ -83,6 +84,7 @@ class PrometheusSource(SchemaOnce, Block):
             "servers": "|".join(re.escape(s) for s in scope.slots.values()) or "^$",
             "addresses": "|".join(re.escape(a) for a in scope.addresses) or "^$",
             "window": max(1, round(window_s)),
+            "backend": router.route_name,
         }
         try:
             requests = self.query(self.requests_query.format(**values)) or 0.0

@@ -13,7 +13,6 @@ concrete type for Prefect's schema); today that is one implementation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 PLACEHOLDER_PORT = 1  # address of a slot that no instance holds
@@ -58,7 +57,12 @@ class Router(Protocol):
 
     @property
     def frontend_url(self) -> str:
-        """Where users (and verification) reach the environment."""
+        """Where users (and verification) reach the service in this environment."""
+
+    @property
+    def route_name(self) -> str:
+        """What the router's own metrics call the service's backend (``{backend}`` in a
+        Prometheus query)."""
 
     @property
     def capacity(self) -> int:
@@ -98,8 +102,8 @@ def control_from_settings(settings: dict) -> Router:
     Prefect): the part of the Router protocol that reads and changes weights."""
     from prefect_delivery.blocks.routing.haproxy_runtime import HAProxyControl
 
-    return HAProxyControl(  # type: ignore[return-value]
-        settings["name"], Path(settings["state_dir"]) / "haproxy" / settings["name"]
+    return HAProxyControl.of(  # type: ignore[return-value]
+        settings["state_dir"], settings["name"], settings.get("service")
     )
 
 

@@ -23,7 +23,6 @@ from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
 from prefect_delivery.blocks.paths import default_state_dir
 from prefect_delivery.blocks.routing import SlotState
 from prefect_delivery.blocks.routing.haproxy_runtime import (
-    BACKEND,
     IDENTITY_HEADER,
     HAProxyControl,
     RuntimeAPI,
@@ -53,6 +52,12 @@ class HAProxyRouter(SchemaOnce, Block):
     identity_header: ClassVar[str] = IDENTITY_HEADER
 
     name: str = Field(description="Environment this router serves; names its state folder.")
+    service: str | None = Field(
+        default=None,
+        description="The service this router serves (set per service: the environment's "
+        "block holds the settings every service's router shares, each service's route its "
+        "port). Names its folder, frontend and backend.",
+    )
     frontend_host: str = Field(default="127.0.0.1", description="Address users connect to.")
     frontend_port: int = Field(description="Port users connect to.", ge=1, le=65535)
     server_slots: int = Field(
@@ -83,7 +88,7 @@ class HAProxyRouter(SchemaOnce, Block):
     # ----------------------------------------------------------------- paths and liveness
     @property
     def workdir(self) -> Path:
-        return Path(self.state_dir) / "haproxy" / self.name
+        return self.control().workdir
 
     @property
     def config_path(self) -> Path:
@@ -91,15 +96,19 @@ class HAProxyRouter(SchemaOnce, Block):
 
     @property
     def socket_path(self) -> Path:
-        return self.workdir / "admin.sock"
+        return self.control().socket_path
 
     @property
     def pidfile(self) -> Path:
-        return self.workdir / "haproxy.pid"
+        return self.control().pidfile
 
     @property
     def frontend_url(self) -> str:
         return f"http://{self.frontend_host}:{self.frontend_port}"
+
+    @property
+    def route_name(self) -> str:
+        return self.control().backend
 
     @property
     def capacity(self) -> int:
@@ -157,6 +166,7 @@ class HAProxyRouter(SchemaOnce, Block):
             pidfile=str(self.pidfile),
             server_slots=self.server_slots,
             metrics_port=self.metrics_port,
+            service=self.service,
         )
         running = self.is_running()
         if running and self.config_path.exists() and self.config_path.read_text() == config:
@@ -221,12 +231,13 @@ class HAProxyRouter(SchemaOnce, Block):
         )
 
     def _restore(self, live: list[SlotState]) -> None:
+        backend = self.control().backend
         for server in live:
             host, port = server.address.rsplit(":", 1)
             self.api().checked(
-                f"set server {BACKEND}/{server.name} addr {host} port {port}",
-                f"set server {BACKEND}/{server.name} weight {server.weight}",
-                f"set server {BACKEND}/{server.name} state ready",
+                f"set server {backend}/{server.name} addr {host} port {port}",
+                f"set server {backend}/{server.name} weight {server.weight}",
+                f"set server {backend}/{server.name} state ready",
             )
 
     def stop(self) -> None:
@@ -235,7 +246,7 @@ class HAProxyRouter(SchemaOnce, Block):
     # ----------------------------------------------------------------- the runtime API
     def control(self) -> HAProxyControl:
         """The client of this router's admin socket (weights, slots): no Prefect needed."""
-        return HAProxyControl(self.name, self.workdir)
+        return HAProxyControl.of(self.state_dir, self.name, self.service)
 
     def slots(self) -> list[SlotState]:
         return self.control().slots()

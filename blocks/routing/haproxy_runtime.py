@@ -18,19 +18,31 @@ from prefect_delivery.blocks.errors import ConfigError, InfrastructureError
 from prefect_delivery.blocks.paths import pid_alive
 from prefect_delivery.blocks.routing import PLACEHOLDER_PORT, SlotState
 
+#: The backend and frontend of a router made before services (one per environment); a
+#: service's router names both after the service (:func:`proxy_names`).
 BACKEND = "be_app"
+FRONTEND = "fe_app"
+
+
+def proxy_names(service: str | None) -> tuple[str, str]:
+    """(frontend, backend) of a service's router: what HAProxy's stats, its logs and its
+    Prometheus exporter call them (``fe_hello-service``, ``be_hello-service``)."""
+    if service is None:
+        return FRONTEND, BACKEND
+    return f"fe_{service}", f"be_{service}"
+
 
 #: PromQL for requests, 5xx errors and mean latency (ms) of some slots over a window, from the
-#: metrics HAProxy's built-in Prometheus exporter publishes (``{servers}``: a regex of slots).
+#: metrics HAProxy's built-in Prometheus exporter publishes (``{servers}``: a regex of slots,
+#: ``{backend}``: the service's backend).
 EXPORTER_QUERIES = (
-    'sum(increase(haproxy_server_http_responses_total{{proxy="be_app",server=~"{servers}"}}'
+    'sum(increase(haproxy_server_http_responses_total{{proxy="{backend}",server=~"{servers}"}}'
     "[{window}s]))",
-    'sum(increase(haproxy_server_http_responses_total{{proxy="be_app",server=~"{servers}",'
+    'sum(increase(haproxy_server_http_responses_total{{proxy="{backend}",server=~"{servers}",'
     'code="5xx"}}[{window}s]))',
-    'max(haproxy_server_response_time_average_seconds{{proxy="be_app",server=~"{servers}"}})'
+    'max(haproxy_server_response_time_average_seconds{{proxy="{backend}",server=~"{servers}"}})'
     " * 1000",
 )
-FRONTEND = "fe_app"
 #: The response header naming the router slot that answered (see :func:`render_config`).
 IDENTITY_HEADER = "X-Delivery-Slot"
 
@@ -43,6 +55,7 @@ def render_config(
     pidfile: str,
     server_slots: int,
     metrics_port: int | None = None,
+    service: str | None = None,
 ) -> str:
     """The whole HAProxy config for one environment: a frontend and a backend of spare slots.
 
@@ -54,8 +67,10 @@ def render_config(
     ``retry-on conn-failure empty-response`` with ``redispatch`` sends a request that hit an
     instance which just went away to another one instead of failing it. Every response carries
     the slot that answered it (``IDENTITY_HEADER``: HAProxy's ``%s``, the server's name), so the
-    pipeline knows which release answered without the application's help.
+    pipeline knows which release answered without the application's help. A service's
+    router names its frontend and backend after it (:func:`proxy_names`).
     """
+    frontend, backend = proxy_names(service)
     servers = "\n".join(
         f"    server s{i} 127.0.0.1:{PLACEHOLDER_PORT} disabled" for i in range(server_slots)
     )
@@ -87,11 +102,11 @@ defaults
     retry-on conn-failure empty-response
     http-reuse safe
 
-frontend {FRONTEND}
+frontend {frontend}
     bind {frontend_host}:{frontend_port}
-    default_backend {BACKEND}
+    default_backend {backend}
 
-backend {BACKEND}
+backend {backend}
     balance roundrobin
     http-response set-header {IDENTITY_HEADER} %s
     default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 check weight 0
@@ -141,8 +156,8 @@ class RuntimeAPI:
                 raise InfrastructureError(f"HAProxy refused {commands!r}: {line.strip()}")
         return out
 
-    def servers(self) -> list[SlotState]:
-        return parse_stat(self.execute("show stat"))
+    def servers(self, backend: str = BACKEND) -> list[SlotState]:
+        return parse_stat(self.execute("show stat"), backend)
 
 
 def _int(value: str) -> int:
@@ -152,7 +167,7 @@ def _int(value: str) -> int:
         return 0
 
 
-def parse_stat(text: str) -> list[SlotState]:
+def parse_stat(text: str, backend: str = BACKEND) -> list[SlotState]:
     """Parse ``show stat`` CSV into the backend's server entries (frontend/backend rows dropped)."""
     lines = text.strip().splitlines()
     if not lines or not lines[0].startswith("# "):
@@ -160,7 +175,7 @@ def parse_stat(text: str) -> list[SlotState]:
     reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
     result = []
     for row in reader:
-        if row.get("pxname") != BACKEND or row.get("svname") in ("FRONTEND", "BACKEND"):
+        if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
             continue
         weight = row.get("uweight") or row.get("weight")
         result.append(
@@ -187,14 +202,32 @@ def parse_stat(text: str) -> list[SlotState]:
 
 
 class HAProxyControl:
-    """The runtime side of one environment's HAProxy: its admin socket and pidfile under
-    ``workdir``. Pure client code (no Prefect): the HAProxyRouter Block hands it out
-    (``control()``), and the commands that must answer at once (status, break-glass rollback)
-    make it from the environment's snapshot."""
+    """The runtime side of one service's HAProxy in one environment: its admin socket and
+    pidfile under ``workdir``, its backend. Pure client code (no Prefect): the HAProxyRouter
+    Block hands it out (``control()``), and the commands that must answer at once (status,
+    break-glass rollback) make it from the environment's snapshot."""
 
-    def __init__(self, name: str, workdir: Path):
+    def __init__(self, name: str, workdir: Path, backend: str = BACKEND):
         self.name = name
         self.workdir = Path(workdir)
+        self.backend = backend
+
+    @property
+    def route_name(self) -> str:
+        return self.backend
+
+    @classmethod
+    def of(cls, state_dir: str, environment: str, service: str | None) -> HAProxyControl:
+        """The router of ``service`` in ``environment``: ``<state>/haproxy/<env>/<service>``
+        (a router made before services: ``<state>/haproxy/<env>``, backend ``be_app``)."""
+        workdir = Path(state_dir) / "haproxy" / environment
+        if service is not None:
+            workdir = workdir / service
+        return cls(
+            environment if service is None else f"{environment}/{service}",
+            workdir,
+            proxy_names(service)[1],
+        )
 
     @property
     def socket_path(self) -> Path:
@@ -241,7 +274,7 @@ class HAProxyControl:
 
     def slots(self) -> list[SlotState]:
         """Every backend slot with its address, status, weight and counters, read live."""
-        return self.api().servers()
+        return self.api().servers(self.backend)
 
     def weights(self) -> dict[str, int]:
         """Live weight per instance address ("host:port"), for slots that hold an instance."""
@@ -271,9 +304,9 @@ class HAProxyControl:
         host, port = address.rsplit(":", 1)
         slot = free[0].name
         self.api().checked(
-            f"set server {BACKEND}/{slot} addr {host} port {port}",
-            f"set server {BACKEND}/{slot} weight 0",
-            f"set server {BACKEND}/{slot} state ready",
+            f"set server {self.backend}/{slot} addr {host} port {port}",
+            f"set server {self.backend}/{slot} weight 0",
+            f"set server {self.backend}/{slot} state ready",
         )
         return slot
 
@@ -304,7 +337,7 @@ class HAProxyControl:
         current = {s.address: s for s in servers if s.in_use}
         slots = {address: self._slot_of(address, servers).name for address in weights}
         ordered = sorted(weights, key=lambda a: weights[a] <= current[a].weight)
-        commands = [f"set server {BACKEND}/{slots[a]} weight {weights[a]}" for a in ordered]
+        commands = [f"set server {self.backend}/{slots[a]} weight {weights[a]}" for a in ordered]
         started = time.perf_counter()
         self.api().checked(*commands)
         return (time.perf_counter() - started) * 1000
@@ -312,7 +345,7 @@ class HAProxyControl:
     def drain(self, address: str, timeout_s: float = 10.0) -> None:
         """Weight 0, then wait until the instance has no open sessions left."""
         slot = self._slot_of(address).name
-        self.api().checked(f"set server {BACKEND}/{slot} weight 0")
+        self.api().checked(f"set server {self.backend}/{slot} weight 0")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._slot_of(address).current_sessions == 0:
@@ -326,7 +359,7 @@ class HAProxyControl:
         except InfrastructureError:
             return
         self.api().checked(
-            f"set server {BACKEND}/{slot} weight 0",
-            f"set server {BACKEND}/{slot} state maint",
-            f"set server {BACKEND}/{slot} addr 127.0.0.1 port {PLACEHOLDER_PORT}",
+            f"set server {self.backend}/{slot} weight 0",
+            f"set server {self.backend}/{slot} state maint",
+            f"set server {self.backend}/{slot} addr 127.0.0.1 port {PLACEHOLDER_PORT}",
         )

@@ -23,6 +23,10 @@ class Target(Protocol):
     ) -> Instance:
         """Start one instance; returns once the platform says it started (not yet healthy)."""
 
+    def confirm(self, instance: Instance) -> None:
+        """Once it answers: the instance itself listens on its port (not another program
+        that took it); raises naming what holds the port otherwise. Ends the port's lease."""
+
     def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
         """Stop and remove one instance; a no-op for one that is already gone."""
 

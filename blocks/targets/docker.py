@@ -1,13 +1,14 @@
 """DockerTarget: instances of a release as containers, started by image digest, never by tag.
 
-The Target protocol of blocks/target.py, like ProcessTarget, on a Docker engine (prefect-docker's
-``DockerHost`` block, docker-py). Each instance is one container:
+The Target protocol (blocks/targets/__init__.py), like ProcessTarget, on a Docker engine
+(prefect-docker's ``DockerHost`` block, docker-py). Each instance is one container:
 
 - image ``<repository>@sha256:...`` (the release's digest), pulled from the registry when the
   engine does not have it (``ImageRegistry`` credentials, in memory only);
-- ``network_mode="host"``: it listens on a free loopback port the target picks, given to the
-  manifest's command through its ``{host}``/``{port}`` placeholders, so the environment's router
-  reaches it on 127.0.0.1 (and the engine needs no bridge);
+- ``network_mode="host"``: it listens on a loopback port the target leases on the host
+  (blocks/ports.py: no other starting instance gets it, and the launch confirms the container
+  itself answers there), given to the manifest's command through its ``{host}``/``{port}``
+  placeholders, so the environment's router reaches it on 127.0.0.1 (no bridge needed);
 - a Docker HEALTHCHECK on the manifest's health path, memory/CPU/pids limits, no restart policy
   (a release that dies stays dead and is judged, not hidden);
 - labels that say scope, service, environment, slot and release (digest, version, commit, and the
@@ -19,8 +20,6 @@ The Target protocol of blocks/target.py, like ProcessTarget, on a Docker engine 
 from __future__ import annotations
 
 import re
-import uuid
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -29,7 +28,14 @@ from prefect_docker.host import DockerHost
 from pydantic import Field, field_validator
 
 from prefect_delivery.blocks.errors import ConfigError, GateFailed, InfrastructureError
-from prefect_delivery.blocks.paths import default_state_dir, free_port
+from prefect_delivery.blocks.paths import default_state_dir
+from prefect_delivery.blocks.ports import (
+    describe_pids,
+    end_lease,
+    lease_port,
+    listener_pids,
+    pid_namespace,
+)
 from prefect_delivery.blocks.registry import (
     ImageRegistry,
     open_docker,
@@ -209,27 +215,11 @@ class DockerTarget(SchemaOnce, Block):
         import docker
 
         self.prepare(release)
-        instance_id = f"{environment}-{release.commit[:8]}-{slot}-{uuid.uuid4().hex[:6]}"
-        port = free_port(self.host)
-        instance = Instance(
-            id=instance_id,
-            environment=environment,
-            service=release.service,
-            slot=slot,
-            release=release,
-            host=self.host,
-            port=port,
-            started_at=datetime.now(UTC),
-            handle="",
-        )
-        environment_vars = {
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "DELIVERY_INSTANCE": instance_id,
-            "DELIVERY_ENVIRONMENT": environment,
-            "DELIVERY_SLOT": slot,
-            **(env or {}),
-        }
+        instance = Instance.new(environment, release, slot, self.host, 0, "")
+        instance_id = instance.id
+        # the port is ours until confirm() or stop() (blocks/ports.py)
+        port = instance.port = lease_port(self.host, instance_id).port
+        environment_vars = {**instance.variables(), **(env or {})}
         client = self._client()
         try:
             container = client.containers.run(
@@ -254,8 +244,10 @@ class DockerTarget(SchemaOnce, Block):
                 init=True,
             )
         except docker.errors.ImageNotFound as exc:
+            end_lease(instance_id)
             raise self._pull_error(release, exc) from None
         except docker.errors.APIError as exc:
+            end_lease(instance_id)
             raise InfrastructureError(
                 f"the Docker engine did not start {release.artifact.uri} for {instance_id}: "
                 f"{getattr(exc, 'explanation', None) or exc}"
@@ -264,6 +256,29 @@ class DockerTarget(SchemaOnce, Block):
             client.close()
         instance.handle = container.id
         return instance
+
+    def confirm(self, instance: Instance) -> None:
+        """The container itself listens on its port (the listening socket's process is in
+        the container's PID namespace); then the port's lease ends. Raises, naming what
+        holds the port, when another program answers there."""
+        client = self._client()
+        try:
+            container = client.containers.get(instance.handle)
+            pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+        except Exception as exc:  # noqa: BLE001 - docker-py's errors and a missing container
+            raise InfrastructureError(
+                f"could not inspect container {instance.handle[:12]} ({instance.id}): {exc}"
+            ) from None
+        finally:
+            client.close()
+        holders = listener_pids(instance.port)
+        namespace = pid_namespace(pid) if pid else None
+        if not namespace or not any(pid_namespace(p) == namespace for p in holders):
+            raise InfrastructureError(
+                f"port {instance.port} of instance {instance.id} is not its own: "
+                f"{describe_pids(holders)}, not container {instance.handle[:12]}"
+            )
+        end_lease(instance.id)
 
     def list(self, environment: str) -> list[Instance]:
         client = self._client()
@@ -276,6 +291,7 @@ class DockerTarget(SchemaOnce, Block):
     def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
         import docker
 
+        end_lease(instance.id)
         client = self._client()
         try:
             try:

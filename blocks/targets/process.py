@@ -1,4 +1,4 @@
-"""ProcessTarget: instances of a release as local processes on free loopback ports.
+"""ProcessTarget: instances of a release as local processes on leased loopback ports.
 
 The release's bundle is checked against its digest and installed once per digest into its own
 virtualenv in the state folder (blocks/targets/venv.py: offline, hashes required, the build's
@@ -9,7 +9,8 @@ it. A release built before bundles (a bare wheel) is unpacked and run on the too
 with the wheel on PYTHONPATH, so it can still be rolled back to. Each instance leaves a small
 JSON record beside it (its labels: service, environment, release, slot, pid and the pid's start
 time); ``list`` joins those records with /proc, so a pid that was reused by another program is
-not mistaken for ours.
+not mistaken for ours. Its port is leased on the host until the launch confirms the instance
+itself listens there (blocks/ports.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect.blocks.core import Block
@@ -29,10 +28,10 @@ from prefect_delivery.blocks.errors import ConfigError
 from prefect_delivery.blocks.paths import (
     atomic_write_json,
     default_state_dir,
-    free_port,
     process_start_ticks,
     service_env,
 )
+from prefect_delivery.blocks.ports import end_lease, lease_port
 from prefect_delivery.blocks.release import Instance, Release
 from prefect_delivery.blocks.schema_cache import SchemaOnce
 from prefect_delivery.blocks.targets.process_records import PENDING, ProcessRecords
@@ -122,29 +121,14 @@ class ProcessTarget(SchemaOnce, Block):
         self.prepare(release)
         folder = self.instances_dir(environment)
         folder.mkdir(parents=True, exist_ok=True)
-        instance_id = f"{environment}-{release.commit[:8]}-{slot}-{uuid.uuid4().hex[:6]}"
-        port = free_port(self.host)
+        instance = Instance.new(environment, release, slot, self.host, 0, PENDING)
+        # the port is ours until confirm() or stop() (blocks/ports.py)
+        instance.port = lease_port(self.host, instance.id).port
+        instance_id = instance.id
         child_env = service_env()
         child_env.update(self._release_env(release))
-        child_env.update(
-            PYTHONUNBUFFERED="1",
-            PYTHONDONTWRITEBYTECODE="1",
-            DELIVERY_INSTANCE=instance_id,
-            DELIVERY_ENVIRONMENT=environment,
-            DELIVERY_SLOT=slot,
-        )
+        child_env.update(instance.variables())
         child_env.update(env or {})
-        instance = Instance(
-            id=instance_id,
-            environment=environment,
-            service=release.service,
-            slot=slot,
-            release=release,
-            host=self.host,
-            port=port,
-            started_at=datetime.now(UTC),
-            handle=PENDING,
-        )
         # The record comes first: a flow run killed right after the fork still leaves a trace
         # that the next run's reconciliation finds (the child is found by its environment).
         record = folder / f"{instance_id}.json"
@@ -152,19 +136,28 @@ class ProcessTarget(SchemaOnce, Block):
         # The instance's own output: what the service prints is its own (a careless one may
         # print its secrets), so only the owner may read it, and nothing copies it verbatim.
         log_path = folder / f"{instance_id}.log"
-        with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
-            proc = subprocess.Popen(
-                self._argv(release, port),
-                cwd=folder,
-                env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        try:
+            with open(
+                os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+            ) as log:
+                proc = subprocess.Popen(
+                    self._argv(release, instance.port),
+                    cwd=folder,
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except BaseException:
+            end_lease(instance_id)
+            raise
         instance.handle = f"{proc.pid}:{process_start_ticks(proc.pid)}"
         atomic_write_json(record, instance.model_dump(mode="json"))
         return instance
+
+    def confirm(self, instance: Instance) -> None:
+        self.records().confirm(instance)
 
     def records(self) -> ProcessRecords:
         """The instance records and processes of this target (pure: no Prefect needed)."""
@@ -174,7 +167,10 @@ class ProcessTarget(SchemaOnce, Block):
         return self.records().list(environment)
 
     def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
-        self.records().stop(instance, timeout_s)
+        try:
+            self.records().stop(instance, timeout_s)
+        finally:
+            end_lease(instance.id)
 
     def logs(self, instance: Instance, lines: int = 20) -> str:
         return self.records().logs(instance, lines)

@@ -14,7 +14,9 @@ import signal
 import time
 from pathlib import Path
 
+from prefect_delivery.blocks.errors import InfrastructureError
 from prefect_delivery.blocks.paths import pid_alive, process_start_ticks
+from prefect_delivery.blocks.ports import describe_pids, end_lease, listener_pids, session_of
 from prefect_delivery.blocks.release import Instance
 
 PENDING = "pending"  # handle of an instance whose process is being started
@@ -69,6 +71,20 @@ class ProcessRecords:
             instance.alive = self._is_alive(instance)
             result.append(instance)
         return result
+
+    def confirm(self, instance: Instance) -> None:
+        """The instance itself listens on its port (a process of its session holds the
+        listening socket); then its port's lease ends (the bound socket keeps it taken).
+        Raises, naming what holds the port, when another program answers there."""
+        pid, _ = self._pid(instance)
+        holders = listener_pids(instance.port)
+        ours = {p for p in holders if p == pid or session_of(p) == pid}
+        if not ours:
+            raise InfrastructureError(
+                f"port {instance.port} of instance {instance.id} is not its own: "
+                f"{describe_pids(holders)}, not the instance (pid {pid})"
+            )
+        end_lease(instance.id)
 
     def stop(self, instance: Instance, timeout_s: float = 10.0) -> None:
         if self._is_alive(instance):

@@ -1,9 +1,12 @@
-"""``delivery demo``: deliver hello-service release after release, on this machine.
+"""``delivery demo``: two services delivered through one staging and one production.
 
-The demo copies examples/hello-service (or the folder ``--service`` names) into a git
-repository of its own under the state folder and commits its releases, so each delivery really
-replaces a live release. It creates the blocks it needs, runs the delivery flow for each commit
-(auto-approved, recorded as such) and leaves staging and production running.
+The demo copies examples/hello-service and examples/httpbin-service (or the one folder
+``--service`` names) into git repositories of their own under the state folder and commits
+their releases, so each delivery really replaces a live release. It creates the blocks it
+needs, registers both services (each its own route, router and ledger in each environment;
+hello-service its own database), runs the delivery flow for each commit, the two services in
+turn (auto-approved, recorded as such), and leaves both running side by side in staging and
+production.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from prefect_delivery.blocks.errors import ConfigError
-from prefect_delivery.flows.cli.common import EXIT_OK, state_dir
+from prefect_delivery.flows.cli.common import EXIT_OK, flags_as_settings, state_dir
 from prefect_delivery.tasks.manifest import MANIFEST_NAME, load_manifest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-service"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "hello-service"
+#: the demo's second service: a third-party application, delivered beside hello-service
+SECOND = EXAMPLES / "httpbin-service"
 IGNORED = shutil.ignore_patterns(
     "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", "*.egg-info"
 )
@@ -132,39 +138,96 @@ def set_schema_release(repo: DemoRepo, n: int, source: Path = EXAMPLE) -> None:
     )
 
 
-def reset_environment(name: str) -> list[str]:
-    """Before a demo run: stop what an earlier run left (instances) and empty the database, so
-    the schema change starts from nothing again. Returns what it did."""
+def reset_environment(name: str, services: list[str]) -> list[str]:
+    """Before a demo run: stop what an earlier run left (every instance of the environment)
+    and empty the demo's services' databases, so the schema change starts from nothing
+    again. Returns what it did."""
     from prefect_delivery.blocks.environment import Environment
-    from prefect_delivery.flows.cli.setup import APP_DATABASE
+    from prefect_delivery.flows.cli.service import database_name
 
     env = Environment.load(name)
     done = []
     for instance in env.target.list(env.name):
         env.target.stop(instance, timeout_s=5)
         done.append(f"stopped {instance.id}")
-    cluster = env.database.cluster() if env.database else None
-    if cluster is not None and env.database.current_revision(env.name) is not None:
-        cluster.reset_database(APP_DATABASE, APP_DATABASE)
-        done.append(f"emptied the {env.name} database")
+    for service in services:
+        if service not in env.services:
+            continue
+        scoped = env.for_service(service)
+        cluster = scoped.database.cluster() if scoped.database else None
+        if cluster is not None and scoped.database.current_revision(env.name) is not None:
+            cluster.reset_database(database_name(service), database_name(service))
+            done.append(f"emptied {service}'s {env.name} database")
     return done
 
 
 # ---------------------------------------------------------------------------- the command
-def cmd_demo(args: argparse.Namespace) -> int:
-    import time
+class Delivery(BaseModel):
+    """One delivery of the demo: a commit of one of its services."""
 
-    from prefect_delivery.flows.cli.run import run_delivery
+    service: str  # the service's name
+    hello: bool  # hello-service's own releases (versions, the schema change), or plain commits
+    repo: DemoRepo
+    number: int
+    version: str | None
+    what: str
+
+
+def _hello_plan(repo: DemoRepo, databases: bool) -> list[Delivery]:
+    releases = (
+        SCHEMA_DEMO
+        if databases
+        else [(1, "1.0.0", "hello-service"), (2, "1.1.0", "a new greeting over release 1")]
+    )
+    return [
+        Delivery(service="hello-service", hello=True, repo=repo, number=n, version=v, what=w)
+        for n, v, w in releases
+    ]
+
+
+def _plain_plan(repo: DemoRepo, name: str) -> list[Delivery]:
+    return [
+        Delivery(
+            service=name, hello=False, repo=repo, number=1, version=None, what=f"{name} as it is"
+        ),
+        Delivery(
+            service=name,
+            hello=False,
+            repo=repo,
+            number=2,
+            version=None,
+            what="a second commit, delivered over it",
+        ),
+    ]
+
+
+def _interleaved(first: list[Delivery], second: list[Delivery]) -> list[Delivery]:
+    """The two services in turn: each delivery of one runs with the other live beside it."""
+    order: list[Delivery] = []
+    for n in range(max(len(first), len(second))):
+        order += first[n : n + 1] + second[n : n + 1]
+    return order
+
+
+def _commit(delivery: Delivery, databases: bool) -> str:
+    repo = delivery.repo
+    if delivery.hello:
+        if databases:
+            set_schema_release(repo, delivery.number)
+            set_version(repo, delivery.version)
+        else:
+            set_version(
+                repo, delivery.version, greeting="Hello again" if delivery.number > 1 else None
+            )
+    elif delivery.number > 1:
+        (Path(repo.path) / "DELIVERY_DEMO").write_text(f"release {delivery.number}\n")
+    return repo.commit_all(f"release {delivery.number}: {delivery.what}")
+
+
+def _blocks(args: argparse.Namespace, state: Path, databases: bool) -> None:
     from prefect_delivery.flows.cli.setup import LocalSetup, container_options, create_local_blocks
-    from prefect_delivery.flows.cli.status import print_status
-    from prefect_delivery.tasks.status import status_report
 
-    started = time.perf_counter()
-    state = state_dir(args.state_dir)
-    service = _own_service(args.service)
-    # the schema change is hello-service's; another service is delivered without databases
-    databases = not args.no_database and service is None
-    urls = create_local_blocks(
+    create_local_blocks(
         LocalSetup(
             state_dir=str(state),
             staging_port=args.staging_port,
@@ -182,56 +245,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
             **container_options(args),
         )
     )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from prefect_delivery.flows.cli.run import run_delivery
+    from prefect_delivery.flows.cli.service import add_service
+    from prefect_delivery.flows.cli.status import print_status
+    from prefect_delivery.tasks.status import status_report
+
+    started = time.perf_counter()
+    state = state_dir(args.state_dir)
+    service = _own_service(args.service)
+    # the schema change is hello-service's; another service is delivered without databases
+    databases = not args.no_database and service is None
+    # the second service is a wheel (no Dockerfile): beside hello-service on the process path
+    second = service is None and args.target == "process" and not args.one_service
+    with flags_as_settings("delivery demo's options"):
+        _blocks(args, state, databases)
     names = ["staging", "production"]
-    cleaned = [what for name in names for what in reset_environment(name)]
-    if cleaned:
-        print(f"Demo: starting from a clean slate ({'; '.join(cleaned)})")
     repo = prepare_repo(state) if service is None else prepare_repo(state, service)
     if args.target == "docker":
         set_build_kind(repo, "image")
+    main_name = load_manifest(Path(repo.path)).service.name
+    services = [main_name]
     if service is not None:
-        name = load_manifest(service).service.name
-        plan = [(1, None, f"{name} as it is"), (2, None, "a second commit, delivered over it")]
+        plan = _plain_plan(repo, main_name)
         print(
-            f"Demo: delivering {name} from {service} (no databases: the schema change is "
+            f"Demo: delivering {main_name} from {service} (no databases: the schema change is "
             "hello-service's)"
         )
-    elif databases:
-        plan = SCHEMA_DEMO
-        print(
-            "Demo: each environment has its own PostgreSQL; hello-service splits people.name "
-            "into first_name/last_name over releases 2-4 (expand, migrate, contract), each "
-            "phase applied to the database before the code that needs it"
-        )
     else:
-        plan = [(1, "1.0.0", "hello-service"), (2, "1.1.0", "a new greeting over release 1")]
-    for number, version, what in plan:
-        if service is not None:
-            if number > 1:
-                (Path(repo.path) / "DELIVERY_DEMO").write_text(f"release {number}\n")
-        elif databases:
-            set_schema_release(repo, number)
-            set_version(repo, version)
-        else:
-            set_version(repo, version, greeting="Hello again" if number > 1 else None)
-        sha = repo.commit_all(f"release {number}: {what}")
-        shown = f"{version}, " if version else ""
-        print(f"\nDemo: delivering release {number} ({shown}commit {sha[:12]}): {what}")
-        summary, code = run_delivery(repo.path, sha, names, True, "artifacts", None)
+        plan = _hello_plan(repo, databases)
+        if databases:
+            print(
+                "Demo: each environment has its own PostgreSQL, and hello-service its own "
+                "database in it; hello-service splits people.name into first_name/last_name "
+                "over releases 2-4 (expand, migrate, contract), each phase applied to its "
+                "database before the code that needs it"
+            )
+    cleaned = [what for name in names for what in reset_environment(name, [main_name])]
+    if cleaned:
+        print(f"Demo: starting from a clean slate ({'; '.join(cleaned)})")
+    urls = {main_name: add_service(repo.path, names, database=databases)}
+    if second:
+        other = prepare_repo(state, SECOND)
+        other_name = load_manifest(Path(other.path)).service.name
+        urls[other_name] = add_service(other.path, names, database=False)
+        services.append(other_name)
+        plan = _interleaved(plan, _plain_plan(other, other_name))
+        print(
+            f"Demo: {other_name} (httpbin from PyPI, no database) is delivered beside "
+            f"{main_name} through the same staging and production, each with its own route, "
+            "router, releases and history:"
+        )
+    for name in services:
+        print("  " + name + ": " + ", ".join(f"{e} {u}" for e, u in urls[name].items()))
+    for item in plan:
+        sha = _commit(item, databases)
+        shown = f"{item.version}, " if item.version else ""
+        print(
+            f"\nDemo: delivering {item.service} release {item.number} ({shown}commit "
+            f"{sha[:12]}): {item.what}"
+        )
+        summary, code = run_delivery(item.repo.path, sha, names, True, "artifacts", None)
         if code != EXIT_OK:
             return code
-        if databases:
+        if databases and item.hello:
             for line in _schema_lines(names):
                 print(line)
-    number, version, _ = plan[-1]
-    shown = f" ({version})" if version else ""
-    print(f"\nBoth environments are running release {number}{shown} from the same digest:")
+    last = (
+        plan[-1]
+        if service is not None
+        else next(d for d in reversed(plan) if d.service == main_name)
+    )
+    shown = f" ({last.version})" if last.version else ""
+    print(
+        f"\nBoth environments are running {main_name} release {last.number}{shown} from the "
+        "same digest" + (f", and {services[1]} release 2 beside it" if second else "") + ":"
+    )
     print_status(status_report(names))
     print(f"\nDemo finished in {time.perf_counter() - started:.1f}s.")
     print(
         "\nTry: curl "
-        + urls["production"]
+        + urls[main_name]["production"]
         + ("/api/people" if service is None else "/")
+        + (f"   ·   curl {urls[services[1]]['production']}/get" if second else "")
         + "   ·   `delivery status`   ·   `delivery down` to stop everything"
     )
     return EXIT_OK
@@ -254,7 +354,7 @@ def _own_service(path: str | None) -> Path | None:
 
 
 def _schema_lines(names: list[str]) -> list[str]:
-    """Per environment: the database's revision and which columns the live code reads."""
+    """Per environment: hello-service's database revision and which columns its code reads."""
     import httpx
 
     from prefect_delivery.blocks import httpclient
@@ -262,7 +362,7 @@ def _schema_lines(names: list[str]) -> list[str]:
 
     lines = []
     for name in names:
-        env = Environment.load(name)
+        env = Environment.load(name).for_service("hello-service")
         revision = env.database.current_revision(name) if env.database else None
         try:
             body = httpclient.get(env.url + "/api/people", timeout=5).json()
@@ -278,13 +378,19 @@ def add_commands(sub) -> None:
 
     demo = sub.add_parser(
         "demo",
-        help="deliver hello-service release after release (with databases: the people schema "
-        "change, expand / migrate / contract, releases 1-4; --no-database: releases 1 and 2)",
+        help="two services through one staging and production: hello-service release after "
+        "release (with databases: the people schema change, expand / migrate / contract, "
+        "releases 1-4; --no-database: releases 1 and 2) and httpbin beside it",
     )
     local_options(demo, short=True)
     demo.add_argument(
         "--service",
-        help="deliver this service folder (with a delivery.toml) instead of hello-service: "
-        "two releases, no databases (e.g. examples/httpbin-service)",
+        help="deliver this service folder (with a delivery.toml) alone instead: two releases, "
+        "no databases (e.g. examples/httpbin-service)",
+    )
+    demo.add_argument(
+        "--one-service",
+        action="store_true",
+        help="hello-service alone (without httpbin beside it)",
     )
     demo.set_defaults(func=cmd_demo)

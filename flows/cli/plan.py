@@ -74,6 +74,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         args.env or None,
         state_dirs(args.state_dir),
         args.approval_timeout_s,
+        service=args.service,
     )
     if args.json:
         print(json.dumps(as_dict(plan), indent=2))
@@ -87,6 +88,9 @@ def add_commands(sub) -> None:
         "plan", help="what a delivery of a commit would do, changing nothing (a dry run)"
     )
     plan.add_argument("service_dir")
+    plan.add_argument(
+        "--service", help="refuse unless SERVICE_DIR holds this service (a guard for scripts)"
+    )
     plan.add_argument("--commit", help="SHA or ref (default: HEAD)")
     plan.add_argument("--env", action="append", help="environment, in order (repeatable)")
     plan.add_argument(

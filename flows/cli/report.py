@@ -1,4 +1,5 @@
-"""``delivery report``: DORA figures per environment, from the ledgers (no Prefect import)."""
+"""``delivery report``: DORA figures per service and environment, from the ledgers (no Prefect
+import)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from prefect_delivery.flows.cli.status import STATE_DIR_HELP
 def cmd_report(args: argparse.Namespace) -> int:
     from prefect_delivery.tasks.dora_report import as_json, dora_report, text
 
-    report = dora_report(args.env or None, state_dirs(args.state_dir), args.since, args.repo)
+    report = dora_report(
+        args.env or None,
+        state_dirs(args.state_dir),
+        args.since,
+        args.repo,
+        services=args.service or None,
+    )
     print(json.dumps(as_json(report), indent=2) if args.json else text(report))
     return EXIT_OK
 
@@ -30,10 +37,12 @@ def days(value: str) -> float:
 def add_commands(sub) -> None:
     report = sub.add_parser(
         "report",
-        help="DORA figures per environment: deployment frequency, lead time, change failure "
+        help="DORA figures per service and environment: deployment frequency, lead time, change "
+        "failure "
         "rate, time to restore (read from the ledgers)",
     )
     report.add_argument("--env", action="append", help="only this environment (repeatable)")
+    report.add_argument("--service", action="append", help="only this service (repeatable)")
     report.add_argument(
         "--since", type=days, default=30.0, metavar="DAYS", help="the last DAYS days (30)"
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect_delivery.flows.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_INTERNAL,
     EXIT_OK,
     print_err,
     state_dirs,
@@ -36,10 +37,12 @@ def run_delivery(
             on_busy=on_busy,
         )
     except DeliveryFailed as exc:
-        from prefect_delivery.blocks.errors import ConfigError
+        from prefect_delivery.blocks.errors import ConfigError, InternalError
 
         bad_input = isinstance(exc.__cause__, ConfigError)
         print_err(("bad input: " if bad_input else "") + str(exc))
+        if isinstance(exc, InternalError):
+            return exc.summary, EXIT_INTERNAL
         return exc.summary, EXIT_BAD_INPUT if bad_input else EXIT_FAILED
     return summary, EXIT_OK if summary.outcome == "delivered" else EXIT_FAILED
 
@@ -64,6 +67,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from prefect_delivery.blocks.environment_view import EnvironmentView
 
     view = EnvironmentView.recall(args.environment, state_dirs(args.state_dir))
+    if view is not None:
+        view = view.pick(args.service, "delivery rollback")
+        args.service = view.service
     if view is not None and not args.through_flow:
         from prefect_delivery.tasks.breakglass import break_glass
 
@@ -77,7 +83,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                     f"background (the rollback-record flow; log: {log})."
                 )
             return EXIT_OK
-        print(f"{view.name}: {switch.message}; the rollback flow does it now.", flush=True)
+        print(f"{view.scope}: {switch.message}; the rollback flow does it now.", flush=True)
     return rollback_through_the_flow(args)
 
 
@@ -86,19 +92,21 @@ def rollback_through_the_flow(args: argparse.Namespace) -> int:
 
     outcome = rollback(
         environment=args.environment,
+        service=args.service,
         to=args.to,
         reason=args.reason,
         digest=getattr(args, "digest", None),
         source=getattr(args, "source", None) or "person",
     )
+    where = f"{outcome.environment}/{outcome.service}"
     if outcome.status == "not-serving":
-        print(f"{outcome.environment}: the alert's release no longer serves; nothing to do")
+        print(f"{where}: the alert's release no longer serves; nothing to do")
     elif outcome.status == "already-there":
-        print(f"{outcome.environment} already serves {outcome.to_release.label}")
+        print(f"{where} already serves {outcome.to_release.label}")
     else:
         how = "restarted from its artifact" if outcome.restarted else "still warm"
         print(
-            f"{outcome.environment} rolled back to {outcome.to_release.label} ({how}); "
+            f"{where} rolled back to {outcome.to_release.label} ({how}); "
             f"traffic switch {outcome.switch_ms:.1f}ms, {outcome.seconds:.1f}s in all"
         )
     return EXIT_OK
@@ -111,7 +119,8 @@ def spawn_record(state_dir: str, switch, reason: str, source: str) -> Path:
     import sys
     import time
 
-    log = Path(state_dir) / "logs" / f"rollback-{switch.environment}-{int(time.time())}.log"
+    name = f"rollback-{switch.environment}-{switch.service}-{int(time.time())}.log"
+    log = Path(state_dir) / "logs" / name
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
@@ -119,6 +128,8 @@ def spawn_record(state_dir: str, switch, reason: str, source: str) -> Path:
         "prefect_delivery.flows.cli",
         "_record-rollback",
         switch.environment,
+        "--service",
+        switch.service,
         "--to",
         switch.target.digest,
         "--reason",
@@ -146,13 +157,17 @@ def cmd_record_rollback(args: argparse.Namespace) -> int:
 
     outcome = record_rollback(
         environment=args.environment,
+        service=args.service,
         to_digest=args.to,
         left=args.left or [],
         reason=args.reason,
         switch_ms=args.switch_ms,
         source=args.source,
     )
-    print(f"{outcome.environment}: rollback to {outcome.to_release.label} {outcome.status}")
+    print(
+        f"{outcome.environment}/{outcome.service}: rollback to {outcome.to_release.label} "
+        f"{outcome.status}"
+    )
     return EXIT_OK
 
 
@@ -162,10 +177,13 @@ def cmd_retire(args: argparse.Namespace) -> int:
     from prefect_delivery.blocks.environment import Environment
     from prefect_delivery.tasks.deploy import retire_release
 
-    env = Environment.load(args.environment)
+    env = Environment.load(args.environment).pick(args.service, "delivery retire")
     release, count = retire_release(env, args.release, args.reason)
-    print(f"{env.name}: retired {count} instance(s) of {release.label}")
+    print(f"{env.scope}: retired {count} instance(s) of {release.label}")
     return EXIT_OK
+
+
+SERVICE_HELP = "the service (may be left out where the environment carries only one)"
 
 
 def add_commands(sub) -> None:
@@ -184,8 +202,11 @@ def add_commands(sub) -> None:
     )
     run.set_defaults(func=cmd_run)
 
-    rb = sub.add_parser("rollback", help="return an environment to its previous verified release")
+    rb = sub.add_parser(
+        "rollback", help="return a service in an environment to its previous verified release"
+    )
     rb.add_argument("environment")
+    rb.add_argument("--service", help=SERVICE_HELP)
     rb.add_argument("--to", help="digest or commit of a verified release (default: the previous)")
     rb.add_argument("--reason", default="requested from the command line")
     rb.add_argument("--state-dir", help="where the environment's snapshot is (see `status`)")
@@ -201,6 +222,7 @@ def add_commands(sub) -> None:
 
     record = sub.add_parser("_record-rollback", help=argparse.SUPPRESS)
     record.add_argument("environment")
+    record.add_argument("--service", required=True)
     record.add_argument("--to", required=True)
     record.add_argument("--left", action="append")
     record.add_argument("--reason", required=True)
@@ -211,5 +233,6 @@ def add_commands(sub) -> None:
     rt = sub.add_parser("retire", help="stop a release kept warm (not serving) in an environment")
     rt.add_argument("environment")
     rt.add_argument("release", help="commit (or a prefix) or digest of the release")
+    rt.add_argument("--service", help=SERVICE_HELP)
     rt.add_argument("--reason", default="retired from the command line")
     rt.set_defaults(func=cmd_retire)

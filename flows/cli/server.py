@@ -3,7 +3,8 @@
     delivery server-setup                      block types, work pool, zombie-run automation
     delivery approve RUN_ID --approver NAME --reason TEXT
     delivery reject RUN_ID --approver NAME --reason TEXT
-    delivery monitor-alert ENV --reason TEXT   a monitor's verification-failed event for ENV
+    delivery monitor-alert ENV [--service S] --reason TEXT
+                                               a monitor's verification-failed event
 
 Prefect has no CLI to resume a paused run with input; ``approve`` and ``reject`` do what the
 UI's Resume form does (see tasks/approve.py ``answer_approval``).
@@ -38,9 +39,10 @@ def cmd_answer(args: argparse.Namespace) -> int:
     from prefect_delivery.tasks.approval_answer import answer_approval
 
     approved = args.command == "approve"
-    result = answer_approval(args.run_id, approved, args.approver, args.reason)
+    result = answer_approval(args.run_id, approved, args.approver, args.reason, args.service)
+    what = f"{result.service} in {result.environment}" if result.service else result.environment
     print(
-        f"{'Approved' if approved else 'Rejected'} {result.environment} for flow run "
+        f"{'Approved' if approved else 'Rejected'} {what} for flow run "
         f"{result.flow_run_id} ({result.flow_run_name}) as {args.approver}; "
         f"the run is {result.state or 'resuming'}"
     )
@@ -54,12 +56,13 @@ def cmd_monitor_alert(args: argparse.Namespace) -> int:
     from prefect_delivery.blocks.errors import ConfigError
     from prefect_delivery.tasks.runtime import events
 
-    env = Environment.load(args.environment)
+    env = Environment.load(args.environment).pick(args.service, "delivery monitor-alert")
     serving = env.observe().serving()
     if serving is None:
         raise ConfigError(
-            f"monitor-alert {env.name}",
-            "no release serves there, so an alert would name no release to roll back.",
+            f"monitor-alert {env.scope}",
+            "no release of the service serves there, so an alert would name no release to "
+            "roll back.",
             "check `delivery status`; an alert is about the release that serves.",
         )
     about = serving
@@ -72,11 +75,12 @@ def cmd_monitor_alert(args: argparse.Namespace) -> int:
         gate=args.gate,
         source="monitor",
         digest=None if about else args.digest,
+        service=env.service,
     )
     EventsWorker.drain_all(timeout=10)
     what = about.label if about else f"digest {args.digest} (not the one serving)"
     print(
-        f"Reported: {env.name} ({what}) failed {args.gate}: {args.reason}"
+        f"Reported: {env.scope} ({what}) failed {args.gate}: {args.reason}"
         + (f" [event {event.id}]" if event is not None else " [events are off]")
     )
     return EXIT_OK
@@ -95,9 +99,10 @@ def cmd_monitor_listen(args: argparse.Namespace) -> int:
     def spawn(view, switch, reason):
         return spawn_record(view.state_dir, switch, reason, "monitor")
 
-    def through_flow(environment: str, digest: str, reason: str):
+    def through_flow(environment: str, service: str, digest: str, reason: str):
         argv = [sys.executable, "-m", "prefect_delivery.flows.cli", "rollback", environment]
-        argv += ["--through-flow", "--digest", digest, "--source", "monitor", "--reason", reason]
+        argv += ["--service", service, "--through-flow", "--digest", digest]
+        argv += ["--source", "monitor", "--reason", reason]
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
 
     print(
@@ -132,6 +137,9 @@ def add_commands(sub) -> None:
         p.add_argument("run_id", help="the paused flow run's id (UUID)")
         p.add_argument("--approver", required=True, help="who decides (recorded)")
         p.add_argument("--reason", required=True, help="why (recorded)")
+        p.add_argument(
+            "--service", help="answer only if the run waits with a release of this service"
+        )
         p.set_defaults(func=cmd_answer)
 
     alert = sub.add_parser(
@@ -140,6 +148,10 @@ def add_commands(sub) -> None:
         "(emits delivery.release.verification-failed with delivery.source=monitor)",
     )
     alert.add_argument("environment")
+    alert.add_argument(
+        "--service", help="the service whose check failed (may be left out where the "
+        "environment carries only one)"
+    )
     alert.add_argument("--reason", required=True)
     alert.add_argument("--gate", default="monitor", help="which check failed")
     alert.add_argument(

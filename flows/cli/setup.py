@@ -28,7 +28,7 @@ from prefect_delivery.blocks.settings import (
 )
 from prefect_delivery.blocks.targets.docker import DockerTarget, scope_for
 from prefect_delivery.blocks.targets.process import ProcessTarget
-from prefect_delivery.flows.cli.common import EXIT_OK, state_dir
+from prefect_delivery.flows.cli.common import EXIT_OK, flags_as_settings, state_dir
 
 
 class LocalSetup(BaseModel):
@@ -115,11 +115,16 @@ def local_database(state_dir: str, name: str) -> PostgresDatabase:
     return PostgresDatabase(url=url, local_cluster=str(cluster.folder))
 
 
-def _saved_database(name: str) -> PostgresDatabase | None:
+def _saved(name: str) -> Environment | None:
     try:
-        return Environment.load(name).database
+        return Environment.load(name)
     except Exception:  # noqa: BLE001 - no such block yet (or an older schema): make a new one
         return None
+
+
+def _saved_database(name: str) -> PostgresDatabase | None:
+    saved = _saved(name)
+    return saved.database if saved else None
 
 
 def _strategy(kind: str, setup: LocalSetup) -> StrategySettings:
@@ -146,7 +151,9 @@ def _strategy(kind: str, setup: LocalSetup) -> StrategySettings:
 
 
 def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
-    """Save 'artifacts', 'staging' and 'production' blocks; returns environment -> URL.
+    """Save 'artifacts', 'staging' and 'production' blocks; returns environment -> the first
+    frontend port's URL (where the first service registered gets its route). The services
+    registered before (``delivery service add``) keep their routes.
 
     Every setting is checked before the first block is saved: bad input changes nothing."""
     state = str(Path(setup.state_dir).resolve())
@@ -198,6 +205,9 @@ def create_local_blocks(setup: LocalSetup) -> dict[str, str]:
             database=database,
             promotion=policies[name],
         )
+        saved = _saved(name)
+        if saved is not None:  # setup again: the services registered here keep their routes
+            env.services = saved.services
         env.save(name, overwrite=True)
         env.remember()  # the snapshot `delivery status` and a break-glass rollback read
         urls[name] = env.url
@@ -255,7 +265,22 @@ def container_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    urls = create_local_blocks(
+    with flags_as_settings("delivery setup's options"):
+        urls = _setup(args)
+    for name, url in urls.items():
+        print(f"{name:<11} services' frontends from {url}")
+    print("Next: register each service once, `delivery service add SERVICE_DIR`, then deliver it.")
+    if not args.no_database:
+        state = state_dir(args.state_dir)
+        print(
+            f"databases   a local PostgreSQL per environment in {state / 'postgres'} (running; "
+            "`delivery status` shows their schema, `delivery down` stops them)"
+        )
+    return EXIT_OK
+
+
+def _setup(args: argparse.Namespace) -> dict[str, str]:
+    return create_local_blocks(
         LocalSetup(
             state_dir=str(state_dir(args.state_dir)),
             staging_port=args.staging_port,
@@ -275,15 +300,6 @@ def cmd_setup(args: argparse.Namespace) -> int:
             **container_options(args),
         )
     )
-    for name, url in urls.items():
-        print(f"{name:<11} {url}")
-    if not args.no_database:
-        state = state_dir(args.state_dir)
-        print(
-            f"databases   a local PostgreSQL per environment in {state / 'postgres'} (running; "
-            "`delivery status` shows their schema, `delivery down` stops them)"
-        )
-    return EXIT_OK
 
 
 def local_options(p: argparse.ArgumentParser, short: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""``delivery status`` and ``delivery down``: print what tasks/status.py reads."""
+"""``delivery status`` and ``delivery down``: print what tasks/status.py reads, one entry per
+service in each environment."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ def print_status(report: list[dict]) -> None:
     if not report:
         print("No environments yet. Run `delivery demo` or `delivery setup`.")
         return
+    width = max(len(env["service"]) for env in report)
     for env in report:
         live = env["live"]
-        head = f"{env['environment']:<11} {env['url']:<24}"
+        head = f"{env['environment']:<11} {env['service']:<{width}} {env['url']:<24}"
         if not env["router_running"]:
             print(f"{head} router stopped")
         elif live is None:
             print(f"{head} serving nothing")
         else:
             print(
-                f"{head} {live['service']} {live['version']} commit {live['commit'][:12]} "
+                f"{head} {live['version']} commit {live['commit'][:12]} "
                 f"digest {live['digest'][:19]} ({live['share']:.0f}%)"
             )
         policy = env.get("policy")
@@ -44,7 +46,7 @@ def print_status(report: list[dict]) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = status_report(args.env or None, state_dirs(args.state_dir))
+    report = status_report(args.env or None, state_dirs(args.state_dir), args.service or None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -53,7 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    stopped = shut_down(args.env or None, state_dirs(args.state_dir))
+    stopped = shut_down(args.env or None, state_dirs(args.state_dir), args.service or None)
     print(f"Stopped {len(stopped)} process(es): {', '.join(stopped) or 'none'}")
     return EXIT_OK
 
@@ -65,13 +67,22 @@ STATE_DIR_HELP = (
 
 
 def add_commands(sub) -> None:
-    status = sub.add_parser("status", help="what is live in each environment, read live")
+    status = sub.add_parser(
+        "status", help="what is live for each service in each environment, read live"
+    )
     status.add_argument("--json", action="store_true")
-    status.add_argument("--env", action="append")
+    status.add_argument("--env", action="append", help="only this environment (repeatable)")
+    status.add_argument("--service", action="append", help="only this service (repeatable)")
     status.add_argument("--state-dir", help=STATE_DIR_HELP)
     status.set_defaults(func=cmd_status)
 
     down = sub.add_parser("down", help="stop every instance and router of the environments")
-    down.add_argument("--env", action="append")
+    down.add_argument("--env", action="append", help="only this environment (repeatable)")
+    down.add_argument(
+        "--service",
+        action="append",
+        help="only this service's instances and routers (repeatable; the environments' "
+        "databases keep running)",
+    )
     down.add_argument("--state-dir", help=STATE_DIR_HELP)
     down.set_defaults(func=cmd_down)

@@ -1,8 +1,9 @@
 """Milestone events of a release, for the Prefect event feed and automations.
 
 Every event is ``delivery.release.<milestone>`` with the environment as its primary resource
-(``delivery.environment.<name>``) and the commit and the artifact digest as related resources,
-so the event feed can be filtered by any of the three and an automation can match on them:
+(``delivery.environment.<name>``) and the service, the commit and the artifact digest as
+related resources, so the event feed can be filtered by any of them and an automation can match
+on them (a monitor's alert acts on the service it names only):
 
     resource  prefect.resource.id = delivery.environment.production
               delivery.environment, delivery.service, delivery.version, delivery.commit,
@@ -54,10 +55,13 @@ def resources(
     release: Release | None = None,
     commit: str | None = None,
     digest: str | None = None,
+    service: str | None = None,
 ) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The primary resource (the environment) and the related ones (commit, artifact)."""
+    """The primary resource (the environment) and the related ones (service, commit,
+    artifact)."""
     commit = commit or (release.commit if release else None)
     digest = digest or (release.digest if release else None)
+    service = service or (release.service if release else None)
     resource = {
         "prefect.resource.id": environment_resource_id(environment),
         "prefect.resource.name": environment,
@@ -65,16 +69,17 @@ def resources(
         "delivery.source": source,
     }
     related: list[dict[str, str]] = []
-    if release is not None:
-        resource["delivery.service"] = release.service
-        resource["delivery.version"] = release.version
+    if service:
+        resource["delivery.service"] = service
         related.append(
             {
-                "prefect.resource.id": f"delivery.service.{release.service}",
+                "prefect.resource.id": f"delivery.service.{service}",
                 "prefect.resource.role": "service",
-                "prefect.resource.name": release.service,
+                "prefect.resource.name": service,
             }
         )
+    if release is not None:
+        resource["delivery.version"] = release.version
     if commit:
         resource["delivery.commit"] = commit
         related.append(
@@ -104,6 +109,7 @@ def emit(
     source: Source = "pipeline",
     commit: str | None = None,
     digest: str | None = None,
+    service: str | None = None,
     **payload: Any,
 ) -> Any:
     """Emit one milestone event; returns the Event (None when events are off).
@@ -112,7 +118,7 @@ def emit(
     """
     from prefect.events import emit_event
 
-    resource, related = resources(environment, source, release, commit, digest)
+    resource, related = resources(environment, source, release, commit, digest, service)
     try:
         return emit_event(
             event=event_name(milestone),
@@ -160,6 +166,7 @@ def verification_failed(
     source: Source = "pipeline",
     commit: str | None = None,
     digest: str | None = None,
+    service: str | None = None,
 ) -> Any:
     return emit(
         "verification-failed",
@@ -168,6 +175,7 @@ def verification_failed(
         source=source,
         commit=commit,
         digest=digest,
+        service=service,
         gate=gate,
         reason=reason,
     )

@@ -130,26 +130,32 @@ class WaitProgress:
         self.updates += 1
 
 
-def canary_step(environment: str, label: str, window_s: float, **kwargs) -> WaitProgress:
-    """A canary (or rolling) step's analysis window."""
-    key = f"progress-{environment}-{label}".lower()
-    for old, new in ((" ", "-"), ("%", "pct"), ("/", "-of-")):
+def artifact_key(*parts: str) -> str:
+    """An artifact key (lowercase letters, digits, dashes) from free text: 'staging/hello-service'
+    and '5% canary' become 'staging-hello-service' and '5pct-canary'."""
+    key = "-".join(parts).lower()
+    for old, new in ((" ", "-"), ("%", "pct"), ("/", "-"), (".", "-")):
         key = key.replace(old, new)
-    key = "".join(c for c in key if c.isascii() and (c.isalnum() or c == "-"))
-    return WaitProgress(f"{label} in {environment}", window_s, key, **kwargs)
+    return "".join(c for c in key if c.isascii() and (c.isalnum() or c == "-"))
 
 
-def bake_window(environment: str, bake_s: float, **kwargs) -> WaitProgress:
+def canary_step(where: str, label: str, window_s: float, **kwargs) -> WaitProgress:
+    """A canary (or rolling) step's analysis window (``where``: 'environment/service')."""
+    key = artifact_key("progress", where, label.replace("/", "-of-"))
+    return WaitProgress(f"{label} in {where}", window_s, key, **kwargs)
+
+
+def bake_window(where: str, bake_s: float, **kwargs) -> WaitProgress:
     return WaitProgress(
-        f"bake window in {environment}", bake_s, f"progress-bake-{environment}", **kwargs
+        f"bake window in {where}", bake_s, artifact_key("progress-bake", where), **kwargs
     )
 
 
-def approval_gate(environment: str, timeout_s: float, **kwargs) -> WaitProgress:
+def approval_gate(where: str, timeout_s: float, **kwargs) -> WaitProgress:
     """An approval gate: the description counts down to its timeout."""
     return WaitProgress(
-        f"approval for {environment} (times out)",
+        f"approval for {where} (times out)",
         timeout_s,
-        f"progress-approval-{environment}",
+        artifact_key("progress-approval", where),
         **kwargs,
     )

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from support import free_port, short_tmpdir, unique_name
-from support.pipeline import verification_for_tests
+from support.pipeline import register, verification_for_tests
 
 #: hello-service's schema releases as the demo commits them: number -> version
 VERSIONS = {1: "1.0.0", 2: "1.1.0", 3: "1.2.0", 4: "1.3.0"}
@@ -75,7 +75,8 @@ def database_for(cluster, name: str):
 
 
 def make_db_environment(state_dir: Path, cluster, role: str, **options):
-    """Save an Environment block with its own database on ``cluster``; returns it."""
+    """Save an Environment block with hello-service registered, its database on ``cluster``
+    (a PostgresDatabase block ``<env>-db``); returns it as hello-service sees it."""
     from prefect_delivery.blocks.settings import StrategySettings
     from prefect_delivery.flows.cli.setup import environment
 
@@ -95,10 +96,10 @@ def make_db_environment(state_dir: Path, cluster, role: str, **options):
         options.pop("bake_s", 0.0),
         options.pop("requires_approval", False),
         verification_for_tests(),
-        database=database_for(cluster, name),
     )
     env.save(name, overwrite=True)
-    return env
+    database_for(cluster, name).save(f"{name}-db", overwrite=True)
+    return register(env, "hello-service", database=f"{name}-db")
 
 
 def commit_schema_release(repo, n: int, version: str | None = None) -> str:

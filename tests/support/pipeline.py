@@ -102,11 +102,44 @@ def verification_for_tests():
     return VerificationSettings(requests=100, min_samples=50)
 
 
+def register(env, service: str = "hello-service", port: int | None = None, **route):
+    """Give ``service`` a route in the saved environment ``env`` (its own frontend port) and
+    save it; returns the environment as the service sees it (``for_service``). ``route``:
+    ServiceRoute settings (strategy, instances, approvers, database: a block's name, ...)."""
+    from prefect_delivery.blocks.environment import Environment
+    from prefect_delivery.blocks.services import ServiceRoute
+    from support import free_port
+
+    base = Environment.load(env.name)
+    base.services = {
+        **base.services,
+        service: ServiceRoute(port=port or free_port(), **route),
+    }
+    base.save(env.name, overwrite=True)
+    return base.for_service(service)
+
+
+def update_env(env, **fields):
+    """Change environment-wide fields of a saved environment (its policy, its bake, its
+    sources...) and save it; returns it as ``env``'s service sees it again."""
+    from prefect_delivery.blocks.environment import Environment
+
+    base = Environment.load(env.name)
+    for name, value in fields.items():
+        setattr(base, name, value)
+    base.save(env.name, overwrite=True)
+    return base.for_service(env.service)
+
+
 def stop_environment(env) -> None:
-    """Stop every instance of a test environment and its HAProxy."""
+    """Stop every instance of a test environment and the router of each of its services."""
     for instance in env.target.list(env.name):
         env.target.stop(instance, timeout_s=5)
-    env.router.stop()
+    base = getattr(env, "_base", None) or env
+    for service in base.service_names():
+        base.for_service(service).router.stop()
+    if getattr(env, "_service", None) is not None:
+        env.router.stop()
 
 
 def paused_approval_runs(after_keys: set[str] | None = None) -> list:

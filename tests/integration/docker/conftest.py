@@ -22,7 +22,7 @@ from support.docker import (
     require_local_registry,
     unique,
 )
-from support.pipeline import stop_environment, verification_for_tests
+from support.pipeline import register, stop_environment, verification_for_tests
 
 _counter = itertools.count()
 
@@ -131,8 +131,9 @@ def make_docker_env(state_dir, scope):
             target=DockerTarget(scope=scope, health_interval_s=0.5),
         )
         env.save(name, overwrite=True)
-        created.append(env)
-        return env
+        scoped = register(env)
+        created.append(scoped)
+        return scoped
 
     yield make
     for env in created:

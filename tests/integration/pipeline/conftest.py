@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, short_tmpdir, unique_name
-from support.pipeline import session_repo, stop_environment, verification_for_tests
+from support.pipeline import register, session_repo, stop_environment, verification_for_tests
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,8 +51,11 @@ def make_env(state_dir):
         upstream: str | None = None,
         approvers: tuple[str, ...] = (),
         allow_auto_approval: bool = False,
+        service: str = "hello-service",
         **strategy,
     ):
+        """An environment with one service registered (``service``, hello-service by
+        default): returned as that service sees it (``Environment.for_service``)."""
         name = unique_name(role)
         settings = StrategySettings(
             kind=kind,
@@ -78,8 +81,9 @@ def make_env(state_dir):
             ),
         )
         env.save(name, overwrite=True)
-        created.append(env)
-        return env
+        scoped = register(env, service)
+        created.append(scoped)
+        return scoped
 
     yield make
     for env in created:

@@ -32,7 +32,8 @@ def test_keys_are_lowercase_letters_digits_dashes_one_per_environment_and_run():
 
 
 def test_the_form_has_described_fields_and_rejects_by_default():
-    """Three to fill in (approved, approver, reason) and the release it is about, filled in."""
+    """Three to fill in (approved, approver, reason) and the release it is about (its service,
+    commit, digest, author), filled in."""
     schema = Approval.model_json_schema()
     assert set(schema["properties"]) == {
         "approved",
@@ -41,6 +42,7 @@ def test_the_form_has_described_fields_and_rejects_by_default():
         "commit",
         "digest",
         "author",
+        "service",
     }
     assert set(schema["required"]) == {"approver", "reason"}
     for field in schema["properties"].values():
@@ -61,6 +63,7 @@ def test_the_form_carries_the_description_the_ui_shows():
         "commit",
         "digest",
         "author",
+        "service",
     }
     schema = form.model_json_schema()["properties"]
     assert schema["commit"]["default"] == "c" * 40 and schema["digest"]["default"] == "sha256:d"

@@ -63,7 +63,7 @@ def test_auto_approval_only_where_the_policy_allows_it():
 
 
 def test_an_approval_stands_once_per_digest_until_a_rollout_uses_it(tmp_path):
-    ledger = Ledger(str(tmp_path), "production")
+    ledger = Ledger(str(tmp_path), "production", "svc")
     a, b = release(1), release(2)
     assert not approval_stands(ledger, a)
     ledger.append("approved", a, "r1", approver="alice")

@@ -50,7 +50,7 @@ def test_to_names_a_verified_release_by_commit_or_digest():
 
 
 def test_a_contract_since_the_target_was_verified_needs_the_full_gate(tmp_path):
-    ledger = Ledger(str(tmp_path), "env")
+    ledger = Ledger(str(tmp_path), "env", "svc")
     ledger.append("migrated", A, "r", status="applied", phase="expand (0002)")
     ledger.append("verified", A, "r")
     assert contract_since(ledger, A) is None

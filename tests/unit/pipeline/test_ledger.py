@@ -6,7 +6,7 @@ A, B, C = release(1), release(2), release(3)
 
 
 def test_previous_verified_skips_rolled_back(tmp_path):
-    ledger = Ledger(str(tmp_path), "prod")
+    ledger = Ledger(str(tmp_path), "prod", "svc")
     ledger.append("verified", A)
     ledger.append("verified", B)
     ledger.append("verified", C)
@@ -16,7 +16,7 @@ def test_previous_verified_skips_rolled_back(tmp_path):
 
 
 def test_failed_release_is_not_verified(tmp_path):
-    ledger = Ledger(str(tmp_path), "prod")
+    ledger = Ledger(str(tmp_path), "prod", "svc")
     ledger.append("verified", A)
     ledger.append("deployed", B)
     ledger.append("failed", B, reason="verification")
@@ -24,7 +24,7 @@ def test_failed_release_is_not_verified(tmp_path):
 
 
 def test_torn_last_line_is_ignored(tmp_path):
-    ledger = Ledger(str(tmp_path), "prod")
+    ledger = Ledger(str(tmp_path), "prod", "svc")
     ledger.append("verified", A)
     with open(ledger.path, "a") as handle:
         handle.write('{"at": "2026-')
@@ -35,4 +35,4 @@ def test_unknown_event_refused(tmp_path):
     import pytest
 
     with pytest.raises(ValueError):
-        Ledger(str(tmp_path), "prod").append("exploded", A)
+        Ledger(str(tmp_path), "prod", "svc").append("exploded", A)
