@@ -85,6 +85,7 @@ def run_times(since: datetime) -> tuple[float, float, int, int]:
 def bench_demo() -> None:
     from prefect_delivery.blocks.paths import free_port
     from prefect_delivery.flows.cli.demo import prepare_repo, set_version
+    from prefect_delivery.flows.cli.service import add_service
     from prefect_delivery.flows.cli.setup import LocalSetup, create_local_blocks
     from prefect_delivery.flows.delivery import delivery
     from prefect_delivery.tasks.status import shut_down
@@ -110,6 +111,7 @@ def bench_demo() -> None:
         )
     )
     repo = prepare_repo(WORK / "state")
+    add_service(repo.path, ["staging", "production"], database=False)
     since = datetime.now().astimezone()
     started = time.perf_counter()
     try:

@@ -29,7 +29,15 @@ import threading
 import time
 from pathlib import Path
 
-from bench.zero_downtime import WORK, Load, build_releases, docker_target, failed, make_env
+from bench.zero_downtime import (
+    WORK,
+    Load,
+    build_releases,
+    docker_target,
+    failed,
+    make_env,
+    set_bake,
+)
 
 VENV_BIN = Path(sys.executable).parent
 STATE = WORK / "state"
@@ -85,10 +93,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def two_releases(name: str, releases: dict, target=None, bake_s: float = 0.0):
     from prefect_delivery.flows.deploy import deploy
 
-    env = make_env(name, {"kind": "blue-green", "instances": 2}, STATE, target)
-    if bake_s:
-        env.bake_s = bake_s
-        env.save(env.name, overwrite=True)
+    env = make_env(name, {"kind": "blue-green", "instances": 2}, STATE, target, bake_s)
     deploy(env.name, releases["v1"])
     deploy(env.name, releases["v2"])
     return env
@@ -175,8 +180,6 @@ def preempting_row(concurrency: int) -> dict:
     first = repo.commit_all("1.0.0")
     ArtifactStore(root=str(WORK / "artifacts-preempt")).save("bench-preempt", overwrite=True)
     env = make_env("rb-preempt", {"kind": "blue-green", "instances": 2}, STATE)
-    env.bake_s = 120.0
-    env.save(env.name, overwrite=True)
     outcome: dict = {}
 
     def deliver(commit: str) -> None:
@@ -191,11 +194,8 @@ def preempting_row(concurrency: int) -> dict:
         except DeliveryFailed as exc:
             outcome["summary"] = exc.summary
 
-    env.bake_s = 0.0
-    env.save(env.name, overwrite=True)
     deliver(first)
-    env.bake_s = 120.0
-    env.save(env.name, overwrite=True)
+    env = set_bake(env, 120.0)
     set_version(repo, "2.0.0")
     second = repo.commit_all("2.0.0")
     worker = threading.Thread(target=deliver, args=(second,), daemon=True)

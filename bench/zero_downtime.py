@@ -73,17 +73,30 @@ def rollback_times(records: list[dict], decided: float, previous: str) -> tuple[
     return (first - decided) * 1000, (max(first, last_other) - decided) * 1000
 
 
-def make_env(name: str, strategy: dict, state: Path, target=None):
+def make_env(name: str, strategy: dict, state: Path, target=None, bake_s: float = 0.0):
+    """An environment with hello-service registered, as hello-service sees it."""
     from prefect_delivery.blocks.paths import free_port
+    from prefect_delivery.blocks.services import ServiceRoute
     from prefect_delivery.blocks.settings import StrategySettings, VerificationSettings
     from prefect_delivery.flows.cli.setup import environment
 
     settings = StrategySettings(**strategy, keep_previous_s=3600, step_pause_s=2,
                                 analysis_interval_s=1)
-    env = environment(name, free_port(), str(state), settings, 0.0, False,
+    env = environment(name, free_port(), str(state), settings, bake_s, False,
                       VerificationSettings(requests=200), target=target)
+    env.services = {"hello-service": ServiceRoute(port=env.router.frontend_port)}
     env.save(name, overwrite=True)
-    return env
+    return env.for_service("hello-service")
+
+
+def set_bake(env, bake_s: float):
+    """The environment's bake window, saved; returns it as its service sees it again."""
+    from prefect_delivery.blocks.environment import Environment
+
+    base = Environment.load(env.name)
+    base.bake_s = bake_s
+    base.save(env.name, overwrite=True)
+    return base.for_service(env.service)
 
 
 def failed(records: list[dict]) -> int:

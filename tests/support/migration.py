@@ -157,3 +157,17 @@ def people(env) -> dict:
 
 def ledger_events(env, digest: str) -> list[str]:
     return [e.event for e in env.ledger().entries() if e.release.digest == digest]
+
+
+def update_database(env, **fields):
+    """Change the service's database block (``<env>-db``) and save it; returns the
+    environment as the service sees it again."""
+    from prefect_delivery.blocks.database import PostgresDatabase
+    from prefect_delivery.blocks.environment import Environment
+
+    block = f"{env.name}-db"
+    database = PostgresDatabase.load(block)
+    for name, value in fields.items():
+        setattr(database, name, value)
+    database.save(block, overwrite=True)
+    return Environment.load(env.name).for_service(env.service)

@@ -28,6 +28,17 @@ def session_repo(root: Path, **kwargs) -> DemoRepo:
     return repo
 
 
+def rename_service(repo, name: str) -> None:
+    """Make the repository's copy of hello-service another service: its delivery.toml names
+    ``name`` (the code stays the same: what tells two services apart is their name)."""
+    import re
+
+    manifest = Path(repo.path) / "delivery.toml"
+    manifest.write_text(
+        re.sub(r'^name = ".*"$', f'name = "{name}"', manifest.read_text(), count=1, flags=re.M)
+    )
+
+
 def commit_release(
     repo,
     version: str,
@@ -121,12 +132,17 @@ def register(env, service: str = "hello-service", port: int | None = None, **rou
 
 def update_env(env, **fields):
     """Change environment-wide fields of a saved environment (its policy, its bake, its
-    sources...) and save it; returns it as ``env``'s service sees it again."""
+    sources...; ``router__haproxy_bin=`` for a nested one) and save it; returns it as
+    ``env``'s service sees it again."""
     from prefect_delivery.blocks.environment import Environment
 
     base = Environment.load(env.name)
     for name, value in fields.items():
-        setattr(base, name, value)
+        *path, leaf = name.split("__")
+        owner = base
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, leaf, value)
     base.save(env.name, overwrite=True)
     return base.for_service(env.service)
 

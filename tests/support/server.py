@@ -3,7 +3,8 @@
 ``ServerStack`` starts and tears down everything the end-to-end tests in tests/e2e/server use:
 ``prefect server start`` on a free loopback port (its own PREFECT_HOME), ``delivery
 server-setup``, ``delivery setup`` (environments on free ports, a short bake window),
-``prefect --no-prompt deploy --all`` and ``prefect worker start``. Every command is the one a
+``delivery service add`` (hello-service's route), ``prefect --no-prompt deploy --all`` and
+``prefect worker start``. Every command is the one a
 user types, run as a subprocess with the stack's environment; the test process itself only
 reads the API (through ``client()``), so it never changes the rest of the suite's settings.
 """
@@ -183,6 +184,9 @@ class ServerStack:
             "--analysis-interval-s",
             "1",
         )
+        # hello-service's route in each environment: the first ports, staging's and
+        # production's (the deployments deliver copies of it, which carry its name)
+        self.delivery("service", "add", str(ROOT / "examples" / "hello-service"))
         self.prefect("--no-prompt", "deploy", "--all", timeout=300)
         self.start_worker()
         self.start_listener()
@@ -335,8 +339,8 @@ class ServerStack:
         port = self.production_port if environment == "production" else self.staging_port
         return httpclient.get(f"http://127.0.0.1:{port}/version", timeout=5).json()
 
-    def ledger(self, environment: str) -> list[dict]:
-        path = self.state_dir / "ledger" / f"{environment}.jsonl"
+    def ledger(self, environment: str, service: str = "hello-service") -> list[dict]:
+        path = self.state_dir / "ledger" / environment / f"{service}.jsonl"
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -28,6 +28,7 @@ pytestmark = [
 
 MAKE_ENV = """
 import sys
+from prefect_delivery.blocks.services import ServiceRoute
 from prefect_delivery.blocks.settings import (
     PromotionPolicy, StrategySettings, VerificationSettings,
 )
@@ -41,6 +42,7 @@ env = environment(
     6.0, False, VerificationSettings(requests=100),
     promotion=PromotionPolicy(allow_auto_approval=True),
 )
+env.services = {"hello-service": ServiceRoute(port=port)}
 env.save(name, overwrite=True)
 """
 
@@ -74,7 +76,9 @@ def test_the_rollout_picture_shows_in_the_prefect_ui(stack, service_repo, artifa
     assert served == {"version": "7.1.0", "commit": sha}
     with stack.client() as client:
         pictures = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"rollout-{name}"]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"rollout-{name}-hello-service"])
+            )
         )
         assert pictures, "no rollout picture was published"
         latest = max(pictures, key=lambda a: a.created)

@@ -32,7 +32,8 @@ def production_before(stack) -> dict | None:
 
 
 def approval_artifact(stack, flow_run_id: str) -> str:
-    found = [a for a in stack.artifacts(flow_run_id) if a.key == "approval-production"]
+    key = "approval-production-hello-service"
+    found = [a for a in stack.artifacts(flow_run_id) if a.key == key]
     assert found, [a.key for a in stack.artifacts(flow_run_id)]
     return str(found[0].data)
 
@@ -276,7 +277,7 @@ def test_a_monitors_failed_verification_rolls_production_back(stack, service_rep
     from prefect_delivery.blocks.ledger import Ledger
     from prefect_delivery.tasks.runtime.events import resources
 
-    ledger = Ledger(str(stack.state_dir), "production")
+    ledger = Ledger(str(stack.state_dir), "production", "hello-service")
     while len(ledger.verified_releases()) < 2:
         _deliver_auto(stack, service_repo, f"3.{len(ledger.verified_releases())}.0")
     live, previous = ledger.verified_releases()[:2]

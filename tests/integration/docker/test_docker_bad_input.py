@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 from support import SteadyLoad, free_port, short_tmpdir
 from support.docker import REGISTRY, LocalRegistry, delete_manifest, delivery_cli
-from support.pipeline import commit_release, deliver, served_version, verification_for_tests
+from support.pipeline import (
+    commit_release,
+    deliver,
+    register,
+    served_version,
+    verification_for_tests,
+)
 
 from prefect_delivery.blocks.errors import GateFailed
 from prefect_delivery.flows.cli import EXIT_BAD_INPUT
@@ -46,6 +52,7 @@ def live(state_dir, scope, docker_store):
         target=DockerTarget(scope=scope),
     )
     staging.save(staging.name, overwrite=True)
+    staging = register(staging)
     good = commit_release(repo, "1.0.0")
     summary, error = deliver(repo, good, [staging], docker_store)
     assert error is None, summary.text()

@@ -15,6 +15,7 @@ from support.migration import (
     commit_extra_revisions,
     make_db_environment,
     revision,
+    update_database,
 )
 from support.pipeline import deliver, served_version, stop_environment
 
@@ -124,9 +125,7 @@ def live(state_dir, cluster, schema_repo, store):
     database block names no local cluster: the pipeline must not start a server it was told
     is someone else's (so "down" stays down)."""
     repo, commits = schema_repo
-    env = make_db_environment(state_dir, cluster, "mbad")
-    env.database.local_cluster = None
-    env.save(env.name, overwrite=True)
+    env = update_database(make_db_environment(state_dir, cluster, "mbad"), local_cluster=None)
     summary, error = deliver(repo, commits[4], [env], store)
     assert error is None, summary.text()
     yield repo, commits, env
@@ -223,14 +222,10 @@ def test_database_that_is_down(live, cluster, store):
 def test_wrong_password(live, cluster, store):
     from sqlalchemy.engine import make_url
 
-    from prefect_delivery.blocks.environment import Environment
-
     repo, commits, env = live
-    saved = Environment.load(env.name)
-    wrong = make_url(saved.database.url.get_secret_value()).set(password="not-the-password")
-    broken = saved.model_copy(deep=True)
-    broken.database.url = wrong.render_as_string(hide_password=False)
-    broken.save(env.name, overwrite=True)
+    right = env.database.url.get_secret_value()
+    wrong = make_url(right).set(password="not-the-password")
+    update_database(env, url=wrong.render_as_string(hide_password=False))
     try:
         summary, error = deliver(repo, commits[4], [env], store)
         assert isinstance(error.__cause__, ConfigError)  # bad input: not retried
@@ -239,7 +234,7 @@ def test_wrong_password(live, cluster, store):
         assert "Fix: check the url (user, password, database name)" in text
         assert "not-the-password" not in text and "not-the-password" not in summary.text()
     finally:
-        saved.save(env.name, overwrite=True)
+        update_database(env, url=right)
     still_live(cluster, env)
 
 

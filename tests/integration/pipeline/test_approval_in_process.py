@@ -18,6 +18,7 @@ def answer_when_paused(approved: bool, found: dict) -> threading.Thread:
     )
     from prefect.client.schemas.objects import StateType
 
+    from prefect_delivery.blocks.errors import ConfigError
     from prefect_delivery.tasks.approval_answer import answer_approval
 
     def answer():
@@ -34,7 +35,13 @@ def answer_when_paused(approved: bool, found: dict) -> threading.Thread:
             for run in runs:
                 if run.state.state_details.pause_key.startswith("approve-"):
                     found["run"] = run
-                    found["answer"] = answer_approval(str(run.id), approved, "eve", "not now")
+                    try:  # an answer for another service answers nothing
+                        answer_approval(str(run.id), True, "eve", "wrong", service="billing")
+                    except ConfigError as exc:
+                        found["refused"] = str(exc)
+                    found["answer"] = answer_approval(
+                        str(run.id), approved, "eve", "not now", service="hello-service"
+                    )
                     return
             time.sleep(0.5)
 
@@ -61,6 +68,8 @@ def test_a_rejected_release_stops_before_production_and_raises(
     assert summary.outcome == "rejected"
     assert "rejected by eve: not now" in summary.reason
     assert found["answer"].environment == production.name
+    assert found["answer"].service == "hello-service"
+    assert "waits with a release of 'hello-service', not 'billing'" in found["refused"]
     assert production.target.list(production.name) == []
     events = [e.event for e in production.ledger().entries()]
     assert events == ["rejected"]

@@ -18,6 +18,7 @@ from support.pipeline import (
     commit_release,
     deliver,
     served_version,
+    update_env,
     wait_for_gate,
 )
 
@@ -48,7 +49,9 @@ def test_production_alone_with_auto_approve_is_refused_on_a_fresh_setup(hello_re
         "--no-database",
     )
     assert setup.returncode == 0, setup.stderr
-    production = Environment.load("production")
+    added = cli("service", "add", hello_repo.path, "--env", "staging", "--env", "production")
+    assert added.returncode == 0, added.stderr
+    production = Environment.load("production").for_service("hello-service")
     # production-grade defaults, written into the block
     assert production.strategy.instances == 2 and production.bake_s == 3600
     assert production.strategy.step_pause_s == 900 and production.strategy.keep_previous_s >= 3600
@@ -74,7 +77,7 @@ def test_production_alone_with_auto_approve_is_refused_on_a_fresh_setup(hello_re
         assert not production.router.is_running()
         assert production.target.list("production") == []
         assert production.ledger().entries() == []
-        staging = Environment.load("staging")
+        staging = Environment.load("staging").for_service("hello-service")
         assert staging.target.list("staging") == [] and staging.ledger().entries() == []
         status = cli("status", "--json", "--env", "production")
         policy = json.loads(status.stdout)[0]["policy"]
@@ -248,8 +251,7 @@ def test_a_retired_target_is_verified_before_it_gets_traffic(hello_repo, make_en
     assert deliver(hello_repo, second, [env], artifact_store)[1] is None
     assert {i.release.commit for i in env.running()} == {second}  # the first was retired
     Secret(value="error:1.0").save("rbv-fault", overwrite=True)
-    env.instance_secrets = {"HELLO_FAULT": "rbv-fault"}
-    env.save(env.name, overwrite=True)
+    env = update_env(env, instance_secrets={"HELLO_FAULT": "rbv-fault"})
     with pytest.raises(GateFailed) as info:
         rollback(env.name, reason="drill")
     assert info.value.gate == "rollback verification"
@@ -312,9 +314,7 @@ def test_a_crash_that_prints_its_secrets_is_masked_everywhere(hello_repo, make_e
 
     token = "tok-" + os.urandom(8).hex()
     Secret(value=token).save("leaky-token", overwrite=True)
-    env = make_env("lky")
-    env.instance_secrets = {"PAYMENT_TOKEN": "leaky-token"}
-    env.save(env.name, overwrite=True)
+    env = update_env(make_env("lky"), instance_secrets={"PAYMENT_TOKEN": "leaky-token"})
     sha = commit_release(hello_repo, "1.0.0", fault="crash-leak")
     summary, error = deliver(hello_repo, sha, [env], artifact_store)
     assert error is not None
@@ -375,7 +375,7 @@ def test_a_lost_lease_stops_the_delivery_before_its_next_traffic_change(
     seen: dict = {}
 
     def revoke() -> None:
-        lock = Path(env.state_dir) / "locks" / f"{env.name}.lock"
+        lock = Path(env.state_dir) / "locks" / f"{env.key}.lock"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             weights = env.router.weights()

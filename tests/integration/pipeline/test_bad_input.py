@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support import VENV_BIN
-from support.pipeline import commit_release, served_version
+from support.pipeline import commit_release, served_version, update_env
 
 from prefect_delivery.flows.cli import EXIT_BAD_INPUT, EXIT_FAILED
 
@@ -60,7 +60,7 @@ def test_missing_manifest(capsys, hello_repo, live_staging, artifact_store):
     hello_repo.commit_all("no manifest")
     code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
     assert code == EXIT_BAD_INPUT
-    assert "delivery.toml" in err and "not found" in err and "Fix:" in err
+    assert "delivery.toml at" in err and "is not in the commit" in err and "Fix:" in err
     assert_still_serving(staging, good)
 
 
@@ -116,9 +116,7 @@ def test_frontend_port_taken(capsys, hello_repo, make_env, artifact_store):
 
 
 def test_haproxy_missing(capsys, hello_repo, make_env, artifact_store):
-    staging = make_env("stg")
-    staging.router.haproxy_bin = "haproxy-not-installed"
-    staging.save(staging.name, overwrite=True)
+    staging = update_env(make_env("stg"), router__haproxy_bin="haproxy-not-installed")
     commit_release(hello_repo, "1.0.0")
     code, err = run_cli(capsys, hello_repo, [staging], artifact_store)
     assert code == EXIT_BAD_INPUT
@@ -199,11 +197,71 @@ def test_instance_secret_block_that_does_not_exist(capsys, hello_repo, make_env,
     good = commit_release(hello_repo, "1.0.0")
     code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", good)
     assert code == 0, err
-    staging.instance_secrets = {"PAYMENTS_TOKEN": "payments-token-nowhere"}
-    staging.save(staging.name, overwrite=True)
+    staging = update_env(staging, instance_secrets={"PAYMENTS_TOKEN": "payments-token-nowhere"})
     second = commit_release(hello_repo, "1.1.0")
     code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", second)
     assert code == EXIT_BAD_INPUT, err
     assert f"environment {staging.name}, instance_secrets[PAYMENTS_TOKEN]" in err
     assert "no Secret block named 'payments-token-nowhere'" in err and "Fix:" in err
     assert_still_serving(staging, good)
+
+
+# ---------------------------------------------------------------------------- services
+def test_a_service_without_a_route_is_refused_before_anything_runs(
+    capsys, hello_repo, live_staging, artifact_store
+):
+    """A second service, never registered, sent into an environment that carries another:
+    refused before the build, with the fix; what runs there is untouched."""
+    from support.pipeline import rename_service
+
+    staging, good = live_staging
+    rename_service(hello_repo, "stranger")
+    sha = commit_release(hello_repo, "9.9.9")
+    code, err = run_cli(capsys, hello_repo, [staging], artifact_store, "--commit", sha)
+    assert code == EXIT_BAD_INPUT, err
+    last = err.strip().splitlines()[-1]  # the command's own message, after the run's log
+    assert last.startswith("delivery: ") and "service 'stranger' has no route" in last
+    assert "delivery service add" in err and "Fix:" in err
+    assert "registered there: hello-service" in err
+    assert not any(Path(staging.state_dir, "artifacts", "stranger").glob("*"))  # never built
+    assert_still_serving(staging, good)
+
+
+def test_service_add_gives_distinct_ports_and_refuses_a_weaker_policy(
+    make_env, hello_repo, tmp_path
+):
+    """`delivery service add`: a route per environment on a port no other service has, the
+    settings checked against each environment's policy before anything is saved."""
+    from support.pipeline import rename_service
+
+    from prefect_delivery.blocks.environment import Environment
+
+    staging = make_env("sas")
+    production = make_env("sap", requires_approval=True, approvers=("alice", "bob"))
+    rename_service(hello_repo, "billing")
+    envs = ["--env", staging.name, "--env", production.name]
+    code, err = delivery_cli("service", "add", hello_repo.path, *envs, "--approvers", "mallory")
+    assert code == EXIT_BAD_INPUT, err
+    assert "nobody could approve" in err and "Fix:" in err
+    assert "billing" not in Environment.load(production.name).services  # nothing saved
+    code, err = delivery_cli("service", "add", hello_repo.path, *envs, "--approvers", "bob")
+    assert code == 0, err
+    ports = set()
+    for env in (staging, production):
+        saved = Environment.load(env.name)
+        assert set(saved.services) == {"hello-service", "billing"}
+        ports |= {route.port for route in saved.services.values()}
+        billing = saved.for_service("billing")
+        assert billing.router.route_name == "be_billing"  # what HAProxy's stats say
+    assert len(ports) == 4  # two services, two environments: four frontends
+    assert Environment.load(production.name).for_service("billing").promotion.approvers == ["bob"]
+    code, err = delivery_cli(
+        "service",
+        "add",
+        hello_repo.path,
+        "--env",
+        staging.name,
+        "--port",
+        f"{staging.name}={staging.router.frontend_port}",
+    )
+    assert code == EXIT_BAD_INPUT and "another service's frontend port" in err, err

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from support import SteadyLoad
-from support.pipeline import commit_release, deliver, served_version
+from support.pipeline import commit_release, deliver, served_version, update_env
 
 #: short windows so the test is quick; the judge's window is what bounds detection time (a
 #: regression is caught within 1.5 windows of its start)
@@ -20,9 +20,7 @@ def bake_env(make_env, role: str, hello_repo, artifact_store):
     env = make_env(role, bake_s=2.0, keep_previous_s=3600)
     first = commit_release(hello_repo, "1.0.0")
     assert deliver(hello_repo, first, [env], artifact_store)[1] is None
-    env.bake_s = BAKE_S
-    env.verification.bake_window_s = WINDOW_S
-    env.save(env.name, overwrite=True)
+    env = update_env(env, bake_s=BAKE_S, verification__bake_window_s=WINDOW_S)
     return env, first
 
 

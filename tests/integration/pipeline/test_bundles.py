@@ -79,6 +79,7 @@ def test_two_releases_pinning_two_versions_serve_side_by_side_in_a_canary(make_e
         canary_steps=[50, 100],
         step_pause_s=3.0,
         analysis_interval_s=0.5,
+        service="pinned-service",
     )
     first = deploy(env.name, pinned["old"])
     assert first.status == "deployed"

@@ -59,7 +59,7 @@ def test_second_delivery_waits_then_refusal_is_clear(hello_repo, make_env, artif
 
     holder = str(uuid.uuid4())
     third = commit_release(hello_repo, "3.0.0")
-    with environment_lock(staging.name, staging.state_dir, holder, "refuse"):
+    with environment_lock(staging.key, staging.state_dir, holder, "refuse"):
         refused = subprocess.run(
             [
                 str(VENV_BIN / "delivery"),
@@ -80,6 +80,6 @@ def test_second_delivery_waits_then_refusal_is_clear(hello_repo, make_env, artif
             env=dict(os.environ),
         )
     assert refused.returncode == 1, refused.stderr[-2000:]
-    assert f"environment '{staging.name}' is being delivered by" in refused.stderr
+    assert f"environment '{staging.key}' is being delivered by" in refused.stderr
     assert holder in refused.stderr
     assert not any(e.release.commit == third for e in staging.ledger().entries())

@@ -99,9 +99,15 @@ def test_a_running_instance_loads_nothing_from_the_tools_environment(built_relea
         "import json, sys, importlib.metadata as md; print(json.dumps({'path': sys.path, "
         "'dists': {n: str(md.distribution(n).locate_file('')) for n in sys.argv[1:]}}))"
     )
-    seen = json.loads(subprocess.run(
-        [str(venv / "bin" / "python"), "-c", probe, *HELLO_RUNTIME],
-        check=True, capture_output=True, text=True, env={}).stdout)
+    seen = json.loads(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", probe, *HELLO_RUNTIME],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={},
+        ).stdout
+    )
     assert not set(seen["path"]) & (tool_sites | {sys.prefix}), seen["path"]
     for name, where in seen["dists"].items():
         assert where.startswith(f"{venv}/"), (name, where)
@@ -160,3 +166,55 @@ def test_a_bare_wheel_with_the_wrong_digest_is_refused(built_release, tmp_path):
     target = ProcessTarget(state_dir=str(short_tmpdir()))
     with pytest.raises(ArtifactIntegrityError, match="refusing to run a different artifact"):
         target.prepare(bad)
+
+
+def _healthy(instance, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(instance.url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{instance.id} never answered")
+
+
+def test_many_instances_started_at_once_get_their_own_ports_and_are_confirmed(built_release):
+    """Twelve starts at once (what the stages of two deliveries and a rollback do on one host):
+    twelve ports, each answered by the instance started on it; then a port taken by another
+    program is refused, naming that program."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect_delivery.blocks.errors import InfrastructureError
+
+    target = ProcessTarget(state_dir=str(short_tmpdir()))
+    target.prepare(built_release)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        started = list(pool.map(lambda n: target.start(built_release, "t4", f"g{n}"), range(12)))
+    try:
+        assert len({i.port for i in started}) == 12
+        for instance in started:
+            _healthy(instance)
+            target.confirm(instance)  # its own process listens there
+        # every instance answers with its own identity
+        assert {i.id for i in started} == {i.id for i in target.list("t4") if i.alive}
+        # another program on an instance's port: the launch is refused, and says who holds it
+        squatted = started[0]
+        target.stop(squatted)
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", squatted.port))
+            squatter.listen()
+            with pytest.raises(InfrastructureError) as info:
+                target.confirm(squatted)
+        import os
+
+        assert f"port {squatted.port}" in str(info.value) and f"pid {os.getpid()}" in str(
+            info.value
+        )
+        assert "not its own" in str(info.value)
+    finally:
+        for instance in started:
+            target.stop(instance)

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 from support import SteadyLoad, free_port, short_tmpdir
-from support.pipeline import build_release
+from support.pipeline import build_release, register
 
 from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
 from prefect_delivery.blocks.metrics.router_stats import RouterStatsSource
@@ -67,8 +67,7 @@ def test_prometheus_counts_what_haproxy_counts(make_env, prometheus_for):
     root = short_tmpdir("pd-prom-")
     release = build_release(prepare_repo(root), "1.0.0", store_root=str(root / "a"))
     env = make_env("prom")
-    env.router.metrics_port = free_port()
-    env.save(env.name, overwrite=True)
+    env = register(env, "hello-service", port=env.router.frontend_port, metrics_port=free_port())
     url = prometheus_for(env.router.metrics_port)
     deploy(env.name, release)
     scope = scope_for(env, "stable", env.target.list(env.name), release)

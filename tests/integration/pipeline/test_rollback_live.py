@@ -9,7 +9,7 @@ import time
 
 import pytest
 from support import SteadyLoad, free_port, short_tmpdir
-from support.pipeline import build_release, served_version
+from support.pipeline import build_release, served_version, update_env
 
 from prefect_delivery.blocks.errors import ConfigError, GateFailed
 from prefect_delivery.blocks.metrics.prometheus import PrometheusSource
@@ -119,8 +119,9 @@ def test_prometheus_that_does_not_answer_fails_safe(make_env, releases):
     env = make_env(
         "prm", kind="canary", canary_steps=[10, 100], step_pause_s=1.0, analysis_interval_s=0.5
     )
-    env.prometheus = PrometheusSource(url=f"http://127.0.0.1:{free_port()}", settle_s=0)
-    env.save(env.name, overwrite=True)
+    env = update_env(
+        env, prometheus=PrometheusSource(url=f"http://127.0.0.1:{free_port()}", settle_s=0)
+    )
     deploy(env.name, releases["1.0.0"])  # first release: blue-green, no analysis
     with pytest.raises(GateFailed) as info:
         deploy(env.name, releases["2.0.0"])
@@ -132,8 +133,7 @@ def test_prometheus_that_does_not_answer_fails_safe(make_env, releases):
 def test_canary_without_room_beside_the_stable_release_is_refused(make_env, releases):
     env = make_env("cap", kind="canary")
     deploy(env.name, releases["1.0.0"])
-    env.capacity = 1
-    env.save(env.name, overwrite=True)
+    env = update_env(env, capacity=1)
     before = env.router.weights()
     with pytest.raises(ConfigError, match="needs room for 2 instances"):
         deploy(env.name, releases["2.0.0"])

@@ -36,7 +36,12 @@ import httpx
 import pytest
 from support import VENV_BIN, free_port, short_tmpdir
 from support.migration import commit_schema_release, start_cluster
-from support.pipeline import commit_release, stop_environment, verification_for_tests
+from support.pipeline import (
+    commit_release,
+    register,
+    stop_environment,
+    verification_for_tests,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -311,7 +316,14 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
 
     try:
         for role, metrics_port in zip(("scan-stg", "scan-prd"), metrics_ports, strict=True):
-            cluster.ensure_database(f"db_{role.replace('-', '_')}", "scan_app", DB_PASSWORD)
+            dbname = f"db_{role.replace('-', '_')}"
+            cluster.ensure_database(dbname, "scan_app", DB_PASSWORD)
+            database = PostgresDatabase(
+                url=cluster.url(dbname, "scan_app", DB_PASSWORD),
+                lock_timeout_ms=1000,
+                lock_retries=1,
+            )
+            database.save(f"{role}-db", overwrite=True)
             env = environment(
                 role,
                 free_port(),
@@ -326,19 +338,20 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
                 2.0 if role == "scan-prd" else 0.0,
                 False,
                 verification_for_tests(),
-                database=PostgresDatabase(
-                    url=cluster.url(f"db_{role.replace('-', '_')}", "scan_app", DB_PASSWORD),
-                    lock_timeout_ms=1000,
-                    lock_retries=1,
-                ),
             )
-            env.router.metrics_port = metrics_port
             env.prometheus = PrometheusSource(
                 url=gateway.url, bearer_token=PROM_TOKEN, settle_s=1.5
             )
             env.instance_secrets = {"PAYMENTS_TOKEN": "scan-payments-token"}
             env.save(role, overwrite=True)
-            envs.append(env)
+            envs.append(
+                register(
+                    env,
+                    "hello-service",
+                    metrics_port=metrics_port,
+                    database=f"{role}-db",
+                )
+            )
         staging, production = envs
 
         # 1. success through staging and production
@@ -376,18 +389,21 @@ def test_no_secret_reaches_anything_readable(hello_repo, artifact_store, state_d
         assert "scan_app:***@" in run.stderr + run.stdout
 
         # 4. a wrong password: bad input, one message
-        wrong = staging.model_copy(deep=True)
-        wrong.database.url = cluster.url(
-            f"db_{staging.name.replace('-', '_')}", "scan_app", WRONG_PASSWORD
-        )
-        wrong.save(staging.name, overwrite=True)
-        run = attempt("wrong password", bad, [wrong])
+        right = staging.database
+        staging.database.model_copy(
+            update={
+                "url": cluster.url(
+                    f"db_{staging.name.replace('-', '_')}", "scan_app", WRONG_PASSWORD
+                )
+            }
+        ).save(f"{staging.name}-db", overwrite=True)
+        run = attempt("wrong password", bad, [staging])
         assert run.returncode == 2, run.stderr[-2000:]
         assert "password" in run.stderr
         assert httpx.get(staging.url + "/version", timeout=5).json()["commit"] == first
 
         # 5. a careless service: it prints its DATABASE_URL and token as it crashes at start-up
-        staging.save(staging.name, overwrite=True)
+        right.save(f"{staging.name}-db", overwrite=True)
         leaky = commit_release(hello_repo, "1.2.0", fault="crash-leak")
         run = attempt("crash that prints its secrets", leaky, [staging])
         assert run.returncode == 1, run.stderr[-3000:]

@@ -1,11 +1,18 @@
 """Blue-green, canary and rolling against real HAProxy and real processes: a good release is
-promoted without a failed request; each of the four bad releases is caught and rolled back."""
+promoted without a failed request; each of the four bad releases is caught and rolled back.
+
+Each environment carries a second service (``greeter``) beside hello-service, live and under
+load while hello-service is delivered: whatever the strategy and however the rollout ends, the
+other service keeps serving its own release from its own instances, without a failed request.
+"""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 from support import SteadyLoad, short_tmpdir
-from support.pipeline import build_release, served_version
+from support.pipeline import build_release, register, rename_service, served_version
 
 from prefect_delivery.blocks.errors import GateFailed
 from prefect_delivery.flows.deploy import deploy
@@ -32,6 +39,9 @@ def releases():
     }
     for n, fault in enumerate(FAULTS):
         built[fault] = build_release(repo, f"3.0.{n}", fault=fault, store_root=store)
+    other = prepare_repo(root / "other")
+    rename_service(other, "greeter")
+    built["greeter"] = build_release(other, "9.0.0", store_root=store)
     return built
 
 
@@ -42,11 +52,39 @@ def live_env(make_env, strategy: str, stable):
     return env
 
 
+class Neighbour:
+    """The other service of the environment, live: its instances, weights and answers before
+    hello-service's rollout, to hold it to them after (and a load on its frontend)."""
+
+    def __init__(self, env, release):
+        self.env = register(env, "greeter")
+        deploy(env.name, release)
+        self.release = release
+        self.ids = {i.id for i in self.env.running()}
+        self.weights = self.env.router.weights()
+        assert served_version(self.env)["commit"] == release.commit
+
+    def load(self) -> SteadyLoad:
+        self.steady = SteadyLoad(self.env.url)
+        return self.steady
+
+    def assert_untouched(self) -> None:
+        assert self.steady.result.failed == 0, self.steady.result.statuses
+        assert set(self.steady.result.versions) == {"9.0.0"}
+        assert {i.id for i in self.env.running()} == self.ids
+        assert self.env.router.weights() == self.weights
+        assert served_version(self.env)["commit"] == self.release.commit
+        assert {r.service for r in self.env.ledger().verified_releases()} == {"greeter"}
+
+
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_good_release_is_promoted_without_a_failed_request(strategy, make_env, releases):
     env = live_env(make_env, strategy, releases["v1"])
-    with SteadyLoad(env.url) as load:
+    neighbour = Neighbour(env, releases["greeter"])
+    with SteadyLoad(env.url) as load, neighbour.load():
         outcome = deploy(env.name, releases["v2"])
+    neighbour.assert_untouched()
+    assert {r.service for r in env.ledger().verified_releases()} == {"hello-service"}
     assert outcome.status == "deployed" and outcome.verification.passed
     assert load.result.failed == 0, load.result.statuses
     assert load.result.versions["2.0.0"] > 0
@@ -67,12 +105,20 @@ def test_good_release_is_promoted_without_a_failed_request(strategy, make_env, r
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_bad_release_is_caught_and_rolled_back(strategy, fault, make_env, releases):
     env = live_env(make_env, strategy, releases["v1"])
-    stable_ids = {i.id for i in env.target.list(env.name)}
-    with SteadyLoad(env.url) as load, pytest.raises(GateFailed) as info:
-        deploy(env.name, releases[fault])
+    # the other service beside it where the bad release takes traffic before it is caught
+    neighbour = Neighbour(env, releases["greeter"]) if fault == "error:0.3" else None
+    stable_ids = {i.id for i in env.running()}
+    with ExitStack() as stack:
+        load = stack.enter_context(SteadyLoad(env.url))
+        if neighbour:
+            stack.enter_context(neighbour.load())
+        with pytest.raises(GateFailed) as info:
+            deploy(env.name, releases[fault])
+    if neighbour:
+        neighbour.assert_untouched()
     # the environment is back on the stable release, with its original instances
     assert served_version(env)["commit"] == releases["v1"].commit
-    assert {i.id for i in env.target.list(env.name)} == stable_ids
+    assert {i.id for i in env.running()} == stable_ids
     shares = env.observe().shares()
     assert shares == {releases["v1"].digest: 100.0}
     failed = env.ledger().last("failed", releases[fault].digest)

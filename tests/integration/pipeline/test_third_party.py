@@ -39,8 +39,10 @@ def test_the_delivery_tool_has_none_of_its_dependencies(module):
 def test_httpbin_is_delivered_through_staging_and_production(
     httpbin_repo, make_env, artifact_store
 ):
-    staging = make_env("hbs")
-    production = make_env("hbp", kind="canary", canary_steps=[50, 100], bake_s=1.0)
+    staging = make_env("hbs", service="httpbin-service")
+    production = make_env(
+        "hbp", kind="canary", canary_steps=[50, 100], bake_s=1.0, service="httpbin-service"
+    )
     first = httpbin_repo.commit_all("httpbin 0.10.4 as it is")
     summary, error = deliver(httpbin_repo, first, [staging, production], artifact_store)
     assert error is None, summary.text()

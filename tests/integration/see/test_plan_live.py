@@ -39,6 +39,7 @@ def live():
     if not shutil.which("haproxy"):
         pytest.fail("haproxy is not installed; `.ci/run` and `make test` install it")
     from prefect_delivery.blocks.artifacts import ArtifactStore
+    from prefect_delivery.blocks.services import ServiceRoute
     from prefect_delivery.blocks.settings import PromotionPolicy, StrategySettings
     from prefect_delivery.flows.cli.demo import prepare_repo
     from prefect_delivery.flows.cli.setup import environment
@@ -64,9 +65,11 @@ def live():
         StrategySettings(kind="canary", instances=1, canary_steps=[10, 50, 100], step_pause_s=30),
         60.0,
         True,
-        database=database_for(cluster, "prd_see"),
         promotion=PromotionPolicy(requires_approval=True, approvers=["alice"]),
     )
+    env.services = {"hello-service": ServiceRoute(port=free_port())}
+    env = env.for_service("hello-service")  # hello-service's part of it, its database:
+    env.database = database_for(cluster, "prd_see")  # (a block a route would name)
     env.remember()
     try:
         plan = plan_migration.fn(env, release)
