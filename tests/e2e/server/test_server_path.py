@@ -59,7 +59,7 @@ def test_approved_release_reaches_production_and_watch_exits_0(stack, service_re
     answer = stack.delivery(
         "approve", run.flow_run_id, "--approver", "alice", "--reason", "e2e: looks good"
     )
-    assert "Approved production" in answer.stdout
+    assert "Approved hello-service in production" in answer.stdout
     assert run.wait(600) == 0, run.output()[-4000:]
     assert "finished successfully in 'Completed'" in run.output()
     assert stack.served("production") == {"version": "1.0.0", "commit": sha}
@@ -90,8 +90,10 @@ def test_approved_release_reaches_production_and_watch_exits_0(stack, service_re
 def test_rejected_release_leaves_production_unchanged_and_watch_fails(stack, service_repo):
     before = production_before(stack)
     sha = commit_release(service_repo, "2.0.0")
-    run = stack.deployment_run("delivery/hello-service", *params(service_repo, f'"{sha}"'))
+    # the parameterised deployment, which delivers any registered service
+    run = stack.deployment_run("delivery/deliver", *params(service_repo, f'"{sha}"'))
     stack.wait_for_state(run.flow_run_id, {"Paused"})
+    assert "service:hello-service" in stack.flow_run(run.flow_run_id).tags  # the UI filters by it
     stack.delivery("reject", run.flow_run_id, "--approver", "bob", "--reason", "not today")
 
     assert run.wait(600) == 1, run.output()[-4000:]

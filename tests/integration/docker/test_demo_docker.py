@@ -44,7 +44,7 @@ def test_demo_target_docker_delivers_by_digest_and_down_removes_the_containers(d
         )
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert f"built FROM {REGISTRY}/prefect-delivery/python-web:3.11" in demo.stdout
-        assert "Both environments are running release 4 (1.3.0)" in demo.stdout
+        assert "Both environments are running hello-service release 4 (1.3.0)" in demo.stdout
         repo = home / "state" / "demo" / "hello-service"
         commits = subprocess.run(
             ["git", "-C", str(repo), "log", "--format=%H"], capture_output=True, text=True
@@ -69,6 +69,9 @@ def test_demo_target_docker_delivers_by_digest_and_down_removes_the_containers(d
                 )
             )
             assert container.attrs["Config"]["Image"] == f"{REGISTRY}/hello-service@{digest}"
+            # `docker ps` says whose it is: environment and service in its name and labels
+            assert f"{name}-hello-service-" in container.name
+            assert container.labels["org.prefect-delivery.service"] == "hello-service"
             assert container.attrs["HostConfig"]["NetworkMode"] == "host"
             body = httpx.get(f"http://127.0.0.1:{ports[0 if name == 'staging' else 1]}/version")
             assert body.json() == {"version": "1.3.0", "commit": commits[0]}

@@ -92,5 +92,5 @@ def test_a_delivery_migrates_a_server_it_does_not_run(make_db_env, schema_repo, 
     from prefect_delivery.tasks.status import shut_down
 
     stopped = shut_down([env.name], [env.state_dir])
-    assert f"router:{env.name}" in stopped and f"postgres:{env.name}" not in stopped, stopped
+    assert f"router:{env.scope}" in stopped and f"postgres:{env.name}" not in stopped, stopped
     assert revision(cluster, env) == "0002"
